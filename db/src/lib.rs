@@ -1,1 +1,184 @@
-//! placeholder
+//! Yelb's vote store on Postgres. All of Yelb's SQL lives in this crate.
+//!
+//! - [`Db`]: a cheap-to-clone handle over a connection pool and two
+//!   background tasks, one that group-commits votes and one that coalesces
+//!   reads (see [`batch`]).
+//! - [`schema`]: creates the `yelbdatabase` database and the original
+//!   `restaurants` table with its four seed rows when they are missing.
+//! - [`DbError`]: the one error type; every variant means "the database could
+//!   not answer now" to a caller, and says why in its message.
+//!
+//! The table is the original's, unchanged (`name char(30) PRIMARY KEY,
+//! count integer`), so the original app server and database image work with it.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use tokio_postgres::NoTls;
+use yelb_core::{Restaurant, VoteCounts};
+
+pub mod batch;
+pub mod schema;
+
+pub use tokio_postgres::Config as PgConfig;
+
+/// Why the database could not answer.
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    /// No connection could be had from the pool (server down, unreachable,
+    /// refusing logins, or the pool exhausted past its wait timeout).
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
+    /// A statement failed on a live connection.
+    #[error("database query failed: {0}")]
+    Query(#[from] tokio_postgres::Error),
+    /// The schema is not there yet: [`Db::ensure_schema`] has not succeeded.
+    #[error("database schema not ready")]
+    NotReady,
+    /// The background task serving this request has stopped (only during shutdown).
+    #[error("database worker stopped")]
+    WorkerGone,
+    /// The configuration cannot work (bad database name, bad pool size).
+    #[error("invalid database configuration: {0}")]
+    Config(String),
+}
+
+impl From<deadpool_postgres::PoolError> for DbError {
+    fn from(e: deadpool_postgres::PoolError) -> Self {
+        DbError::Unavailable(e.to_string())
+    }
+}
+
+/// Result of a database call.
+pub type Result<T, E = DbError> = std::result::Result<T, E>;
+
+/// How the store uses its connections.
+#[derive(Debug, Clone)]
+pub struct DbOptions {
+    /// Connections in the pool (the most Postgres backends we hold).
+    pub pool_size: usize,
+    /// How long a request waits for a connection, and a new connection may
+    /// take, before the request fails with [`DbError::Unavailable`]. Short, so
+    /// that while Postgres is down callers get a quick 503, not a hang.
+    pub acquire_timeout: Duration,
+}
+
+impl Default for DbOptions {
+    fn default() -> Self {
+        DbOptions { pool_size: 8, acquire_timeout: Duration::from_secs(2) }
+    }
+}
+
+/// The vote store. Cloning is cheap (an `Arc`): every clone shares the pool
+/// and the background workers.
+#[derive(Clone)]
+pub struct Db {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    pool: Pool,
+    pg_config: PgConfig,
+    votes: batch::VoteBatcher,
+    reads: batch::ReadCoalescer,
+    schema_ready: std::sync::atomic::AtomicBool,
+}
+
+/// What a committed vote returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VoteOutcome {
+    /// The restaurant's count right after this vote.
+    pub count: i64,
+    /// Every restaurant's count as of the commit that carried this vote.
+    pub counts: VoteCounts,
+}
+
+impl Db {
+    /// Builds the store. Connects to nothing yet: connections are made on
+    /// first use, so this works while Postgres is still starting. Must be
+    /// called inside a Tokio runtime (it spawns the two workers).
+    pub fn new(pg_config: PgConfig, options: &DbOptions) -> Result<Db> {
+        if options.pool_size < 2 {
+            return Err(DbError::Config("the pool needs at least 2 connections".into()));
+        }
+        let mut pg_config = pg_config;
+        if pg_config.get_connect_timeout().is_none() {
+            pg_config.connect_timeout(options.acquire_timeout);
+        }
+        if pg_config.get_application_name().is_none() {
+            pg_config.application_name("yelb-appserver");
+        }
+        let manager = Manager::from_config(
+            pg_config.clone(),
+            NoTls,
+            ManagerConfig { recycling_method: RecyclingMethod::Fast },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(options.pool_size)
+            .wait_timeout(Some(options.acquire_timeout))
+            .create_timeout(Some(options.acquire_timeout))
+            .recycle_timeout(Some(options.acquire_timeout))
+            .runtime(Runtime::Tokio1)
+            .build()
+            .map_err(|e| DbError::Config(e.to_string()))?;
+        // Half the pool writes and a quarter reads, so neither starves the
+        // other and a connection stays free for health checks and schema work.
+        let writers = (options.pool_size / 2).max(1);
+        let readers = (options.pool_size / 4).max(1);
+        Ok(Db {
+            inner: Arc::new(Inner {
+                votes: batch::VoteBatcher::spawn(pool.clone(), writers),
+                reads: batch::ReadCoalescer::spawn(pool.clone(), readers),
+                pool,
+                pg_config,
+                schema_ready: std::sync::atomic::AtomicBool::new(false),
+            }),
+        })
+    }
+
+    /// Creates the database, table and seed rows if missing. Idempotent and
+    /// safe to run from many replicas at once. Until it has succeeded once,
+    /// votes and reads fail with [`DbError::NotReady`].
+    pub async fn ensure_schema(&self) -> Result<()> {
+        schema::ensure(&self.inner.pg_config, &self.inner.pool).await?;
+        self.inner.schema_ready.store(true, std::sync::atomic::Ordering::Release);
+        Ok(())
+    }
+
+    /// Whether [`Db::ensure_schema`] has succeeded.
+    pub fn schema_ready(&self) -> bool {
+        self.inner.schema_ready.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    fn check_ready(&self) -> Result<()> {
+        if self.schema_ready() { Ok(()) } else { Err(DbError::NotReady) }
+    }
+
+    /// Casts one vote. Returns only after the transaction that carries it has
+    /// committed; the count is this vote's own (earlier votes included, later
+    /// ones not), even when the vote shared its commit with others.
+    pub async fn vote(&self, restaurant: Restaurant) -> Result<VoteOutcome> {
+        self.check_ready()?;
+        self.inner.votes.vote(restaurant).await
+    }
+
+    /// Every restaurant's count, read by a query that started after this call.
+    pub async fn votes(&self) -> Result<VoteCounts> {
+        self.check_ready()?;
+        self.inner.reads.read().await
+    }
+
+    /// Checks that a connection can be had and answers.
+    pub async fn ping(&self) -> Result<()> {
+        let client = self.inner.pool.get().await?;
+        client.simple_query("SELECT 1").await?;
+        Ok(())
+    }
+
+    /// Pool figures for metrics: (connections open, connections idle).
+    pub fn pool_status(&self) -> (usize, usize) {
+        let s = self.inner.pool.status();
+        (s.size, s.available)
+    }
+}

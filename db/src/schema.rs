@@ -1,0 +1,84 @@
+//! Creating the original schema when it is missing.
+//!
+//! The original app server never created its schema (only the original
+//! database image did, on an empty data directory), which is why it failed on
+//! a stock Postgres. We create, in order and each only if missing:
+//! 1. the database (connecting to the `postgres` maintenance database only
+//!    when the target database does not exist, so a user without rights
+//!    there still works against a prepared database);
+//! 2. `restaurants (name char(30) PRIMARY KEY, count integer)`;
+//! 3. one row per restaurant at 0.
+//!
+//! Every step tolerates another replica doing the same at the same moment.
+
+use deadpool_postgres::Pool;
+use tokio_postgres::error::SqlState;
+use tokio_postgres::NoTls;
+use yelb_core::Restaurant;
+
+use crate::{DbError, PgConfig, Result};
+
+const CREATE_TABLE: &str =
+    "CREATE TABLE IF NOT EXISTS restaurants (name char(30) PRIMARY KEY, count integer)";
+
+const SEED: &str = "INSERT INTO restaurants (name, count) \
+     SELECT unnest($1::text[]), 0 ON CONFLICT (name) DO NOTHING";
+
+/// Runs the three steps (see the module docs).
+pub async fn ensure(pg_config: &PgConfig, pool: &Pool) -> Result<()> {
+    match pool.get().await {
+        Ok(client) => create_table(&client).await,
+        Err(deadpool_postgres::PoolError::Backend(e))
+            if e.code() == Some(&SqlState::INVALID_CATALOG_NAME) =>
+        {
+            create_database(pg_config).await?;
+            let client = pool.get().await?;
+            create_table(&client).await
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+async fn create_table(client: &tokio_postgres::Client) -> Result<()> {
+    match client.execute(CREATE_TABLE, &[]).await {
+        Ok(_) => {}
+        // Two replicas racing on CREATE TABLE IF NOT EXISTS: one of them can
+        // still trip over the other's catalog row. The table is there.
+        Err(e) if e.code() == Some(&SqlState::UNIQUE_VIOLATION) => {}
+        Err(e) => return Err(e.into()),
+    }
+    let names: Vec<&str> = Restaurant::ALL.iter().map(|r| r.slug()).collect();
+    client.execute(SEED, &[&names]).await?;
+    Ok(())
+}
+
+async fn create_database(pg_config: &PgConfig) -> Result<()> {
+    let name = pg_config.get_dbname().unwrap_or("postgres").to_owned();
+    // CREATE DATABASE takes no parameters; allow only names that need no
+    // quoting beyond the double quotes we add.
+    if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
+        return Err(DbError::Config(format!(
+            "database name '{name}' must be letters, digits, '_' or '-' to be created automatically"
+        )));
+    }
+    let mut maintenance = pg_config.clone();
+    maintenance.dbname("postgres");
+    let (client, connection) = maintenance
+        .connect(NoTls)
+        .await
+        .map_err(|e| DbError::Unavailable(format!("connecting to database 'postgres': {e}")))?;
+    let conn_task = tokio::spawn(connection);
+    let result = client.batch_execute(&format!("CREATE DATABASE \"{name}\"")).await;
+    drop(client);
+    let _ = conn_task.await;
+    match result {
+        Ok(()) => {
+            tracing::info!(database = %name, "created database");
+            Ok(())
+        }
+        Err(e) if e.code() == Some(&SqlState::DUPLICATE_DATABASE) => Ok(()),
+        // Two CREATE DATABASE at once can also collide on the catalog index.
+        Err(e) if e.code() == Some(&SqlState::UNIQUE_VIOLATION) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}

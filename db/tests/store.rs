@@ -1,0 +1,181 @@
+//! The vote store against a real Postgres started by the test harness.
+
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+use yelb_core::{Restaurant, VoteCounts};
+use yelb_db::{Db, DbError, DbOptions, PgConfig};
+use yelb_testkit::{shared_pg, unique_name, PgServer};
+
+fn config(pg: &PgServer, dbname: &str) -> PgConfig {
+    pg.url(dbname).parse().expect("valid url")
+}
+
+async fn fresh_db() -> (Db, String) {
+    let name = unique_name("yelb_db");
+    let db = Db::new(config(shared_pg(), &name), &DbOptions::default()).unwrap();
+    db.ensure_schema().await.unwrap();
+    (db, name)
+}
+
+#[tokio::test]
+async fn ensure_schema_creates_the_database_table_and_four_seed_rows() {
+    let (db, name) = fresh_db().await;
+    assert_eq!(db.votes().await.unwrap(), VoteCounts::default());
+    let rows = shared_pg().psql(&name, "SELECT name || '|' || count FROM restaurants ORDER BY name");
+    assert_eq!(
+        rows,
+        "bucadibeppo|0\nchipotle|0\nihop|0\noutback|0",
+        "char(30) values concatenate without their padding"
+    );
+    let columns = shared_pg().psql(
+        &name,
+        "SELECT column_name || ':' || data_type || ':' || coalesce(character_maximum_length, 0) \
+         FROM information_schema.columns WHERE table_name = 'restaurants' ORDER BY ordinal_position",
+    );
+    assert_eq!(columns, "name:character:30\ncount:integer:0", "the original layout");
+}
+
+#[tokio::test]
+async fn ensure_schema_is_idempotent_and_keeps_existing_votes() {
+    let (db, _) = fresh_db().await;
+    db.vote(Restaurant::Ihop).await.unwrap();
+    db.ensure_schema().await.unwrap();
+    db.ensure_schema().await.unwrap();
+    assert_eq!(db.votes().await.unwrap().ihop, 1);
+}
+
+#[tokio::test]
+async fn many_replicas_creating_the_schema_at_once_all_succeed() {
+    let name = unique_name("yelb_race");
+    let mut tasks = Vec::new();
+    for _ in 0..6 {
+        let db = Db::new(config(shared_pg(), &name), &DbOptions::default()).unwrap();
+        tasks.push(tokio::spawn(async move { db.ensure_schema().await }));
+    }
+    for t in tasks {
+        t.await.unwrap().unwrap();
+    }
+    assert_eq!(shared_pg().psql(&name, "SELECT count(*) FROM restaurants"), "4");
+}
+
+#[tokio::test]
+async fn a_database_prepared_like_the_original_image_is_used_as_is() {
+    let name = unique_name("yelb_orig");
+    let pg = shared_pg();
+    pg.psql("postgres", &format!("CREATE DATABASE {name}"));
+    pg.psql(
+        &name,
+        "CREATE TABLE restaurants (name char(30), count integer, PRIMARY KEY (name)); \
+         INSERT INTO restaurants (name, count) VALUES ('outback', 7), ('bucadibeppo', 0), ('chipotle', 0), ('ihop', 3);",
+    );
+    let db = Db::new(config(pg, &name), &DbOptions::default()).unwrap();
+    db.ensure_schema().await.unwrap();
+    assert_eq!(db.votes().await.unwrap(), VoteCounts { outback: 7, ihop: 3, ..Default::default() });
+    assert_eq!(db.vote(Restaurant::Outback).await.unwrap().count, 8);
+}
+
+#[tokio::test]
+async fn calls_before_the_schema_is_ensured_fail_with_not_ready() {
+    let db = Db::new(config(shared_pg(), &unique_name("yelb_nr")), &DbOptions::default()).unwrap();
+    assert!(matches!(db.vote(Restaurant::Ihop).await, Err(DbError::NotReady)));
+    assert!(matches!(db.votes().await, Err(DbError::NotReady)));
+}
+
+#[tokio::test]
+async fn each_vote_returns_its_own_count_and_is_read_back() {
+    let (db, _) = fresh_db().await;
+    assert_eq!(db.vote(Restaurant::Chipotle).await.unwrap().count, 1);
+    let second = db.vote(Restaurant::Chipotle).await.unwrap();
+    assert_eq!(second.count, 2);
+    assert_eq!(second.counts.chipotle, 2);
+    assert_eq!(db.vote(Restaurant::Outback).await.unwrap().count, 1);
+    assert_eq!(
+        db.votes().await.unwrap(),
+        VoteCounts { chipotle: 2, outback: 1, ..Default::default() }
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn thousands_of_concurrent_votes_are_all_counted_with_distinct_counts() {
+    let (db, name) = fresh_db().await;
+    let per = 1500;
+    let mut tasks = Vec::new();
+    for i in 0..per * 2 {
+        let db = db.clone();
+        let r = if i % 2 == 0 { Restaurant::Ihop } else { Restaurant::Outback };
+        tasks.push(tokio::spawn(async move { (r, db.vote(r).await.unwrap().count) }));
+    }
+    let mut seen = HashSet::new();
+    for t in tasks {
+        let (r, count) = t.await.unwrap();
+        assert!(seen.insert((r, count)), "count {count} for {r} handed out twice");
+        assert!((1..=per as i64).contains(&count));
+    }
+    assert_eq!(seen.len(), per * 2);
+    assert_eq!(shared_pg().psql(&name, "SELECT sum(count) FROM restaurants"), (per * 2).to_string());
+}
+
+#[tokio::test]
+async fn a_deleted_seed_row_comes_back_on_the_next_vote() {
+    let (db, name) = fresh_db().await;
+    shared_pg().psql(&name, "DELETE FROM restaurants WHERE name = 'ihop'");
+    assert_eq!(db.vote(Restaurant::Ihop).await.unwrap().count, 1);
+    assert_eq!(shared_pg().psql(&name, "SELECT count FROM restaurants WHERE name = 'ihop'"), "1");
+}
+
+#[tokio::test]
+async fn a_read_never_misses_a_vote_acknowledged_before_it() {
+    let (db, _) = fresh_db().await;
+    for expected in 1..=50 {
+        db.vote(Restaurant::Bucadibeppo).await.unwrap();
+        assert_eq!(db.votes().await.unwrap().bucadibeppo, expected);
+    }
+}
+
+#[tokio::test]
+async fn when_postgres_goes_down_calls_fail_fast_and_recover_when_it_returns() {
+    let mut pg = PgServer::start_new();
+    let options = DbOptions { acquire_timeout: Duration::from_millis(500), ..Default::default() };
+    let db = Db::new(config(&pg, "yelbdatabase"), &options).unwrap();
+    db.ensure_schema().await.unwrap();
+    assert_eq!(db.vote(Restaurant::Ihop).await.unwrap().count, 1);
+
+    pg.stop();
+    let started = Instant::now();
+    assert!(db.vote(Restaurant::Ihop).await.is_err());
+    assert!(db.votes().await.is_err());
+    assert!(db.ping().await.is_err());
+    assert!(started.elapsed() < Duration::from_secs(5), "failures must be quick, took {:?}", started.elapsed());
+
+    pg.start();
+    // Connections broken by the restart are replaced; allow a bounded few tries.
+    let mut recovered = None;
+    for _ in 0..20 {
+        if let Ok(outcome) = db.vote(Restaurant::Ihop).await {
+            recovered = Some(outcome.count);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(recovered, Some(2), "the vote before the outage survived; nothing counted twice");
+}
+
+#[tokio::test]
+async fn an_unreachable_server_gives_unavailable_not_a_hang() {
+    let port = yelb_testkit::free_port();
+    let url = format!("postgres://postgres@127.0.0.1:{port}/yelbdatabase");
+    let options = DbOptions { acquire_timeout: Duration::from_millis(300), ..Default::default() };
+    let db = Db::new(url.parse().unwrap(), &options).unwrap();
+    let err = db.ensure_schema().await.unwrap_err();
+    assert!(matches!(err, DbError::Unavailable(_)), "{err:?}");
+}
+
+#[test]
+fn a_pool_of_one_is_rejected_as_a_configuration_error() {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let _guard = rt.enter();
+    let options = DbOptions { pool_size: 1, ..Default::default() };
+    let result = Db::new("postgres://x@127.0.0.1/y".parse().unwrap(), &options);
+    assert!(matches!(result, Err(DbError::Config(_))));
+}
