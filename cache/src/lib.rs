@@ -1,1 +1,129 @@
-//! placeholder
+//! Yelb's Redis tier. All of Yelb's Redis keys and channels live in this crate.
+//!
+//! - [`Cache`]: a cheap-to-clone handle over one multiplexed, self-reconnecting
+//!   connection (redis-rs's `ConnectionManager`): every request pipelines onto
+//!   it, so there is never a connection per request.
+//! - The page-view counter: key `pageviews`, an integer string changed with
+//!   `INCR`, no TTL — exactly the original's, so old and new app servers share it.
+//! - The live-event bus: channel `yelb:events`, carrying [`LiveState`] as JSON
+//!   between replicas ([`Cache::publish`], [`Cache::subscribe`]).
+//! - [`CacheError`]: the one error type.
+//!
+//! An optional key prefix lets several Yelbs (or tests) share one Redis; the
+//! default, empty prefix gives the original key names.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::{Stream, StreamExt};
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::AsyncCommands;
+use yelb_core::wire::LiveState;
+
+/// Why Redis could not answer.
+#[derive(Debug, thiserror::Error)]
+pub enum CacheError {
+    /// Redis is unreachable or a command failed or timed out.
+    #[error("redis unavailable: {0}")]
+    Redis(#[from] redis::RedisError),
+    /// The URL is not a Redis URL.
+    #[error("invalid redis url: {0}")]
+    Config(String),
+}
+
+/// Result of a cache call.
+pub type Result<T, E = CacheError> = std::result::Result<T, E>;
+
+/// How the cache talks to Redis.
+#[derive(Debug, Clone)]
+pub struct CacheOptions {
+    /// Put before every key and channel name (empty: the original names).
+    pub key_prefix: String,
+    /// How long one command, or one connection attempt, may take. Short, so
+    /// that while Redis is down page views fail fast instead of hanging.
+    pub timeout: Duration,
+}
+
+impl Default for CacheOptions {
+    fn default() -> Self {
+        CacheOptions { key_prefix: String::new(), timeout: Duration::from_millis(1000) }
+    }
+}
+
+/// The key and channel names, built once.
+#[derive(Debug)]
+struct Keys {
+    pageviews: String,
+    events: String,
+}
+
+/// The Redis tier. Cloning is cheap: clones share the connection.
+#[derive(Clone)]
+pub struct Cache {
+    client: redis::Client,
+    conn: ConnectionManager,
+    keys: Arc<Keys>,
+}
+
+impl Cache {
+    /// Builds the handle without connecting: the first command connects, and
+    /// later ones reconnect after a failure, so this works before Redis is up.
+    /// Must be called inside a Tokio runtime.
+    pub fn new(url: &str, options: &CacheOptions) -> Result<Cache> {
+        let client = redis::Client::open(url).map_err(|e| CacheError::Config(e.to_string()))?;
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(options.timeout))
+            .set_response_timeout(Some(options.timeout))
+            // One quick retry: a command during an outage should fail in about
+            // a timeout, not wait through a long backoff.
+            .set_number_of_retries(1)
+            .set_min_delay(Duration::from_millis(50))
+            .set_max_delay(Duration::from_millis(500));
+        let conn = ConnectionManager::new_lazy_with_config(client.clone(), config)?;
+        let p = &options.key_prefix;
+        let keys = Keys { pageviews: format!("{p}pageviews"), events: format!("{p}yelb:events") };
+        Ok(Cache { client, conn, keys: Arc::new(keys) })
+    }
+
+    /// Counts one page view and returns the new total.
+    pub async fn incr_pageviews(&self) -> Result<i64> {
+        Ok(self.conn.clone().incr(&self.keys.pageviews, 1).await?)
+    }
+
+    /// The page-view total, without counting a view (0 when never counted).
+    pub async fn pageviews(&self) -> Result<i64> {
+        let value: Option<i64> = self.conn.clone().get(&self.keys.pageviews).await?;
+        Ok(value.unwrap_or(0))
+    }
+
+    /// Checks that Redis answers.
+    pub async fn ping(&self) -> Result<()> {
+        let _: String = redis::cmd("PING").query_async(&mut self.conn.clone()).await?;
+        Ok(())
+    }
+
+    /// Tells every replica about a new state.
+    pub async fn publish(&self, state: &LiveState) -> Result<()> {
+        let payload = serde_json::to_string(state).expect("LiveState always serializes");
+        let _: i64 = self.conn.clone().publish(&self.keys.events, payload).await?;
+        Ok(())
+    }
+
+    /// Opens a dedicated subscriber connection and returns the states every
+    /// replica (this one included) publishes from now on. The stream ends when
+    /// the connection drops; callers subscribe again. Messages that are not a
+    /// valid state are logged and skipped.
+    pub async fn subscribe(&self) -> Result<impl Stream<Item = LiveState> + Send + 'static> {
+        let mut pubsub = self.client.get_async_pubsub().await?;
+        pubsub.subscribe(&self.keys.events).await?;
+        Ok(pubsub.into_on_message().filter_map(|msg| async move {
+            match serde_json::from_slice::<LiveState>(msg.get_payload_bytes()) {
+                Ok(state) => Some(state),
+                Err(e) => {
+                    tracing::warn!(error = %e, "ignoring a malformed message on the events channel");
+                    None
+                }
+            }
+        }))
+    }
+}

@@ -1,0 +1,97 @@
+//! The Redis tier against a real Redis started by the test harness.
+
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use yelb_cache::{Cache, CacheOptions};
+use yelb_core::wire::LiveState;
+use yelb_core::VoteCounts;
+use yelb_testkit::{shared_redis, unique_name, RedisServer};
+
+fn cache(url: &str, prefix: &str) -> Cache {
+    let options = CacheOptions { key_prefix: prefix.to_owned(), timeout: Duration::from_millis(300) };
+    Cache::new(url, &options).unwrap()
+}
+
+#[tokio::test]
+async fn page_views_use_the_original_pageviews_key_with_incr() {
+    let redis = RedisServer::start_new();
+    let c = cache(&redis.url(), "");
+    assert_eq!(c.pageviews().await.unwrap(), 0);
+    assert_eq!(c.incr_pageviews().await.unwrap(), 1);
+    assert_eq!(c.incr_pageviews().await.unwrap(), 2);
+    assert_eq!(redis.get("pageviews").as_deref(), Some("2"), "an integer string, as the original stores it");
+    assert_eq!(redis.command("TTL pageviews").as_deref(), Some(":-1"), "no TTL");
+}
+
+#[tokio::test]
+async fn a_counter_left_by_the_original_app_server_is_continued() {
+    let prefix = unique_name("orig") + ":";
+    shared_redis().command(&format!("SET {prefix}pageviews 41")).unwrap();
+    assert_eq!(cache(&shared_redis().url(), &prefix).incr_pageviews().await.unwrap(), 42);
+}
+
+#[tokio::test]
+async fn published_states_reach_every_subscriber() {
+    let prefix = unique_name("bus") + ":";
+    let a = cache(&shared_redis().url(), &prefix);
+    let b = cache(&shared_redis().url(), &prefix);
+    let mut on_b = Box::pin(b.subscribe().await.unwrap());
+    let state = LiveState { votes: VoteCounts { ihop: 3, ..Default::default() }, pageviews: 9 };
+    a.publish(&state).await.unwrap();
+    let got = tokio::time::timeout(Duration::from_secs(2), on_b.next()).await.unwrap();
+    assert_eq!(got, Some(state));
+}
+
+#[tokio::test]
+async fn malformed_messages_on_the_channel_are_skipped() {
+    let prefix = unique_name("junk") + ":";
+    let c = cache(&shared_redis().url(), &prefix);
+    let mut events = Box::pin(c.subscribe().await.unwrap());
+    shared_redis().command(&format!("PUBLISH {prefix}yelb:events not-json")).unwrap();
+    let state = LiveState { pageviews: 1, ..Default::default() };
+    c.publish(&state).await.unwrap();
+    let got = tokio::time::timeout(Duration::from_secs(2), events.next()).await.unwrap();
+    assert_eq!(got, Some(state));
+}
+
+#[tokio::test]
+async fn prefixes_keep_two_yelbs_apart() {
+    let one = cache(&shared_redis().url(), &(unique_name("one") + ":"));
+    let two = cache(&shared_redis().url(), &(unique_name("two") + ":"));
+    one.incr_pageviews().await.unwrap();
+    one.incr_pageviews().await.unwrap();
+    assert_eq!(two.incr_pageviews().await.unwrap(), 1);
+}
+
+#[tokio::test]
+async fn while_redis_is_down_calls_fail_fast_and_work_again_when_it_is_back() {
+    let mut redis = RedisServer::start_new();
+    let c = cache(&redis.url(), "");
+    assert_eq!(c.incr_pageviews().await.unwrap(), 1);
+    let mut events = Box::pin(c.subscribe().await.unwrap());
+
+    redis.stop();
+    let started = Instant::now();
+    assert!(c.incr_pageviews().await.is_err());
+    assert!(c.ping().await.is_err());
+    assert!(started.elapsed() < Duration::from_secs(5), "took {:?}", started.elapsed());
+    let ended = tokio::time::timeout(Duration::from_secs(5), events.next()).await.unwrap();
+    assert_eq!(ended, None, "the subscription ends so the caller can subscribe again");
+
+    redis.start();
+    let mut back = None;
+    for _ in 0..30 {
+        if let Ok(n) = c.incr_pageviews().await {
+            back = Some(n);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(back, Some(1), "a restarted Redis without persistence starts counting again");
+}
+
+#[tokio::test]
+async fn a_bad_url_is_a_configuration_error() {
+    assert!(Cache::new("http://nope", &CacheOptions::default()).is_err());
+}
