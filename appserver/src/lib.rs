@@ -1,1 +1,206 @@
-//! placeholder
+//! Yelb's app server as a library; `main.rs` only reads config and calls it.
+//!
+//! - [`config`]: every variable, typed, read once.
+//! - [`Application`]: binds the listener and starts the background work
+//!   ([`Application::build`]), then serves until a shutdown signal
+//!   ([`Application::run_until`]). Tests bind port 0 and read the port back.
+//! - [`run`]: the server as a function of a bound listener, a state and a
+//!   shutdown future.
+//! - [`routes`]: the HTTP surface; [`routes::app`] is the pure router.
+//! - [`state`], [`store`], [`live`], [`metrics`], [`error`], [`telemetry`]:
+//!   shared state, the two stores, live events, Prometheus metrics, the error
+//!   type, logging.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use backon::{ExponentialBuilder, Retryable};
+use secrecy::ExposeSecret;
+use tokio::net::TcpListener;
+
+pub mod config;
+pub mod error;
+pub mod live;
+pub mod metrics;
+pub mod routes;
+pub mod state;
+pub mod store;
+pub mod telemetry;
+
+pub use config::Config;
+pub use error::AppError;
+pub use state::AppState;
+
+use config::{ViewBackend, VoteBackend};
+use store::{ViewStore, VoteStore};
+
+/// A bound, not yet serving app server.
+pub struct Application {
+    listener: TcpListener,
+    state: AppState,
+    shutdown_delay: Duration,
+    shutdown_timeout: Duration,
+}
+
+impl Application {
+    /// Binds the listener and builds the state. Connects to nothing before
+    /// returning: Postgres and Redis are reached in the background, with
+    /// backoff, so the server answers `/healthz` at once whatever is up.
+    pub async fn build(config: Config) -> anyhow::Result<Application> {
+        use anyhow::Context as _;
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .with_context(|| format!("binding {} (YELB_LISTEN_ADDR, YELB_PORT)", config.listen))?;
+        let state = build_state(&config)?;
+        Ok(Application {
+            listener,
+            state,
+            shutdown_delay: config.shutdown_delay,
+            shutdown_timeout: config.shutdown_timeout,
+        })
+    }
+
+    /// The address actually bound (the real port when 0 was asked for).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener.local_addr().expect("a bound listener has an address")
+    }
+
+    /// The shared state (tests look inside).
+    pub fn state(&self) -> AppState {
+        self.state.clone()
+    }
+
+    /// Serves until `shutdown` completes, then shuts down gracefully.
+    pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+        let timing = ShutdownTiming { delay: self.shutdown_delay, timeout: self.shutdown_timeout };
+        run(self.listener, self.state, shutdown, timing).await
+    }
+}
+
+/// How shutdown unfolds once its signal arrives.
+#[derive(Debug, Clone, Copy)]
+pub struct ShutdownTiming {
+    /// Readiness fails for this long while requests are still served.
+    pub delay: Duration,
+    /// Then in-flight requests get this long before we return anyway.
+    pub timeout: Duration,
+}
+
+/// Builds the stores from the configuration and starts the background work
+/// (schema creation with backoff, the live bridge). Needs a Tokio runtime.
+pub fn build_state(config: &Config) -> anyhow::Result<AppState> {
+    let votes = match &config.votes {
+        VoteBackend::Memory => VoteStore::memory(),
+        VoteBackend::Postgres { config: pg, pool_size } => {
+            let options = yelb_db::DbOptions { pool_size: *pool_size, ..Default::default() };
+            VoteStore::Postgres(yelb_db::Db::new((**pg).clone(), &options)?)
+        }
+    };
+    let views = match &config.views {
+        ViewBackend::Memory => ViewStore::memory(),
+        ViewBackend::Redis { url, key_prefix } => {
+            let options = yelb_cache::CacheOptions { key_prefix: key_prefix.clone(), ..Default::default() };
+            ViewStore::Redis(yelb_cache::Cache::new(url.expose_secret(), &options)?)
+        }
+    };
+    let state = AppState::new(config.hostname.clone(), votes, views);
+    tracing::info!(hostname = %config.hostname, "{}", config.describe_backends());
+    start_background(&state);
+    Ok(state)
+}
+
+fn start_background(state: &AppState) {
+    let stop = state.stop_token().clone();
+    if let VoteStore::Postgres(db) = state.votes() {
+        let (db, state2) = (db.clone(), state.clone());
+        tokio::spawn(async move {
+            let backoff = ExponentialBuilder::default()
+                .with_min_delay(Duration::from_millis(20))
+                .with_max_delay(Duration::from_secs(2))
+                .without_max_times();
+            let connect = || async { db.ensure_schema().await };
+            let attempt = connect
+                .retry(backoff)
+                .notify(|e, wait| tracing::warn!(error = %e, ?wait, "Postgres not ready; retrying"));
+            tokio::select! {
+                result = attempt => {
+                    if result.is_ok() {
+                        tracing::info!("Postgres ready: schema in place");
+                        let _ = state2.counts().await;
+                    }
+                }
+                () = stop.cancelled() => {}
+            }
+        });
+    }
+    if let ViewStore::Redis(cache) = state.views() {
+        live::spawn_bridge(state.live().clone(), cache.clone(), state.stop_token().clone());
+    }
+}
+
+/// Serves `state` on `listener` until `shutdown` completes. Then: readiness
+/// fails at once; after `timing.delay` the listener closes and event streams
+/// end; in-flight requests get `timing.timeout` to finish.
+pub async fn run(
+    listener: TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    timing: ShutdownTiming,
+) -> std::io::Result<()> {
+    let addr = listener.local_addr()?;
+    tracing::info!("listening on http://{addr}");
+    let (draining_tx, draining_rx) = tokio::sync::oneshot::channel::<()>();
+    let graceful = {
+        let state = state.clone();
+        async move {
+            shutdown.await;
+            tracing::info!(delay = ?timing.delay, "shutting down: readiness now fails");
+            state.begin_shutdown();
+            tokio::time::sleep(timing.delay).await;
+            tracing::info!("shutting down: closing the listener and event streams");
+            state.stop_token().cancel();
+            let _ = draining_tx.send(());
+        }
+    };
+    let service = routes::service(state);
+    let server = axum::serve(listener, tower::make::Shared::new(service)).with_graceful_shutdown(graceful);
+    let deadline = async move {
+        match draining_rx.await {
+            Ok(()) => tokio::time::sleep(timing.timeout).await,
+            Err(_) => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        result = server => {
+            tracing::info!("stopped");
+            result
+        }
+        () = deadline => {
+            tracing::warn!(timeout = ?timing.timeout, "in-flight requests did not finish in time; exiting anyway");
+            Ok(())
+        }
+    }
+}
+
+/// Completes on SIGTERM or SIGINT (Ctrl-C).
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = term => {}
+    }
+}

@@ -1,1 +1,33 @@
-fn main(){}
+//! `yelb-appserver`: reads the configuration, starts logging, serves until
+//! SIGTERM or SIGINT. Everything else is in the library.
+
+use std::process::ExitCode;
+
+use yelb_appserver::{shutdown_signal, telemetry, Application, Config};
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let config = match Config::from_env() {
+        Ok(config) => config,
+        Err(e) => {
+            // Logging is not set up yet: its format is part of the configuration.
+            eprintln!("yelb-appserver: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    telemetry::init(config.log_format);
+    let app = match Application::build(config).await {
+        Ok(app) => app,
+        Err(e) => {
+            tracing::error!("cannot start: {e:#}");
+            return ExitCode::from(1);
+        }
+    };
+    match app.run_until(shutdown_signal()).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("server failed: {e}");
+            ExitCode::from(1)
+        }
+    }
+}

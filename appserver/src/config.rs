@@ -1,0 +1,444 @@
+//! The app server's configuration: every variable, read once at start.
+//!
+//! - [`Args`]: what `clap` reads from flags and environment variables; its
+//!   `--help` is the table of every variable (the README has the same table).
+//! - [`Config`]: the typed result, built by [`Config::from_args`], which
+//!   resolves the original Yelb's variables (`RACK_ENV`,
+//!   `YELB_DB_SERVER_ENDPOINT`, `REDIS_SERVER_ENDPOINT`) under the modern ones
+//!   and fails with the offending variable's name on a bad value.
+//! - [`VoteBackend`], [`ViewBackend`]: where votes and page views live; with
+//!   nothing configured both are in memory (the embedded mode).
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use clap::Parser;
+use secrecy::{ExposeSecret, SecretString};
+
+/// A configuration value that cannot work. The message names the variable.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid configuration: {var}={value:?}: {reason}")]
+pub struct ConfigError {
+    /// The environment variable at fault.
+    pub var: &'static str,
+    /// The value it had (passwords are never put here).
+    pub value: String,
+    /// Why it cannot work.
+    pub reason: String,
+}
+
+fn bad(var: &'static str, value: &str, reason: impl Into<String>) -> ConfigError {
+    ConfigError { var, value: value.to_owned(), reason: reason.into() }
+}
+
+/// Yelb app server: the original Yelb API, a modern API, live events, health and metrics.
+///
+/// With no database or Redis configured it runs on an in-memory store (the
+/// embedded mode). Every option can be given as an environment variable.
+#[derive(Debug, Parser)]
+#[command(name = "yelb-appserver", version, max_term_width = 100)]
+pub struct Args {
+    /// Address to listen on.
+    #[arg(long, env = "YELB_LISTEN_ADDR", default_value = "0.0.0.0")]
+    pub listen_addr: String,
+
+    /// Port to listen on (the original's 4567).
+    #[arg(long, env = "YELB_PORT", default_value = "4567")]
+    pub port: String,
+
+    /// Hostname to report in answers and metrics [default: the OS hostname].
+    #[arg(long, env = "YELB_HOSTNAME")]
+    pub hostname: Option<String>,
+
+    /// Log format: text or json. Log levels come from RUST_LOG (default info).
+    #[arg(long, env = "YELB_LOG_FORMAT", default_value = "text")]
+    pub log_format: String,
+
+    /// Full Postgres URL (postgres://user:pass@host:port/db); wins over every other database variable.
+    #[arg(long, env = "YELB_DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+
+    /// Postgres host; wins over RACK_ENV and YELB_DB_SERVER_ENDPOINT.
+    #[arg(long, env = "YELB_DB_HOST")]
+    pub db_host: Option<String>,
+
+    /// Postgres port.
+    #[arg(long, env = "YELB_DB_PORT", default_value = "5432")]
+    pub db_port: String,
+
+    /// Postgres user.
+    #[arg(long, env = "YELB_DB_USER", default_value = "postgres")]
+    pub db_user: String,
+
+    /// Postgres password [default: postgres_password, the original's].
+    #[arg(long, env = "YELB_DB_PASSWORD", hide_env_values = true, hide_default_value = true, default_value = "postgres_password")]
+    pub db_password: String,
+
+    /// Postgres database (created with the original schema when missing).
+    #[arg(long, env = "YELB_DB_NAME", default_value = "yelbdatabase")]
+    pub db_name: String,
+
+    /// Postgres connections in the pool (2 or more).
+    #[arg(long, env = "YELB_DB_POOL_SIZE", default_value = "8")]
+    pub db_pool_size: String,
+
+    /// Full Redis URL (redis://host:port/db); wins over REDIS_SERVER_ENDPOINT and RACK_ENV.
+    #[arg(long, env = "YELB_REDIS_URL", hide_env_values = true)]
+    pub redis_url: Option<String>,
+
+    /// Prefix for every Redis key and channel, to share one Redis between Yelbs [default: none, the original key names].
+    #[arg(long, env = "YELB_REDIS_KEY_PREFIX", default_value = "")]
+    pub redis_key_prefix: String,
+
+    /// Original Yelb: production|test (Postgres at yelb-db, Redis at redis-server), development (both at localhost), custom (the two *_ENDPOINT variables).
+    #[arg(long, env = "RACK_ENV")]
+    pub rack_env: Option<String>,
+
+    /// Original Yelb: Postgres host (port 5432), used with RACK_ENV=custom or when RACK_ENV is unset.
+    #[arg(long, env = "YELB_DB_SERVER_ENDPOINT")]
+    pub yelb_db_server_endpoint: Option<String>,
+
+    /// Original Yelb: Redis host (port 6379), used with RACK_ENV=custom or when RACK_ENV is unset.
+    #[arg(long, env = "REDIS_SERVER_ENDPOINT")]
+    pub redis_server_endpoint: Option<String>,
+
+    /// Seconds /readyz reports "shutting down" before the server stops taking connections (give load balancers time to notice).
+    #[arg(long, env = "YELB_SHUTDOWN_DELAY", default_value = "0")]
+    pub shutdown_delay: String,
+
+    /// Seconds in-flight requests get to finish after the delay, before the process exits anyway.
+    #[arg(long, env = "YELB_SHUTDOWN_TIMEOUT", default_value = "10")]
+    pub shutdown_timeout: String,
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line, for log collectors.
+    Json,
+}
+
+/// Where votes are kept.
+#[derive(Debug, Clone)]
+pub enum VoteBackend {
+    /// In this process's memory (embedded mode): lost on exit, not shared.
+    Memory,
+    /// In Postgres, shared by every replica.
+    Postgres {
+        /// Connection settings (the password is inside, redacted from `Debug`).
+        config: Box<yelb_db::PgConfig>,
+        /// Pool size.
+        pool_size: usize,
+    },
+}
+
+/// Where page views are counted and live events travel.
+#[derive(Debug, Clone)]
+pub enum ViewBackend {
+    /// In this process (embedded mode): one replica only.
+    Memory,
+    /// In Redis, shared by every replica.
+    Redis {
+        /// Connection URL (may hold a password: not logged).
+        url: SecretString,
+        /// Prefix for keys and channels.
+        key_prefix: String,
+    },
+}
+
+/// The app server's typed configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Where to listen.
+    pub listen: SocketAddr,
+    /// The name this replica reports.
+    pub hostname: String,
+    /// Log format.
+    pub log_format: LogFormat,
+    /// Vote store.
+    pub votes: VoteBackend,
+    /// Page views and live events.
+    pub views: ViewBackend,
+    /// How long readiness fails before the listener closes.
+    pub shutdown_delay: Duration,
+    /// How long in-flight requests get before exit.
+    pub shutdown_timeout: Duration,
+}
+
+/// The original's `RACK_ENV` presets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum RackEnv {
+    Production,
+    Development,
+    Custom,
+}
+
+fn parse_rack_env(value: &str) -> Result<RackEnv, ConfigError> {
+    match value {
+        "production" | "test" => Ok(RackEnv::Production),
+        "development" => Ok(RackEnv::Development),
+        "custom" => Ok(RackEnv::Custom),
+        _ => Err(bad("RACK_ENV", value, "expected production, test, development or custom")),
+    }
+}
+
+fn parse_secs(var: &'static str, value: &str) -> Result<Duration, ConfigError> {
+    let secs: f64 = value.parse().map_err(|_| bad(var, value, "expected a number of seconds"))?;
+    if !(0.0..=3600.0).contains(&secs) {
+        return Err(bad(var, value, "expected between 0 and 3600 seconds"));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+fn non_empty(value: Option<&String>) -> Option<&str> {
+    value.map(|s| s.trim()).filter(|s| !s.is_empty())
+}
+
+impl Config {
+    /// Reads the process's flags and environment.
+    pub fn from_env() -> Result<Config, ConfigError> {
+        Config::from_args(Args::parse())
+    }
+
+    /// Builds the typed configuration from parsed arguments.
+    pub fn from_args(args: Args) -> Result<Config, ConfigError> {
+        let ip: IpAddr = args
+            .listen_addr
+            .parse()
+            .map_err(|_| bad("YELB_LISTEN_ADDR", &args.listen_addr, "expected an IP address such as 0.0.0.0 or ::"))?;
+        let port: u16 = args
+            .port
+            .parse()
+            .map_err(|_| bad("YELB_PORT", &args.port, "expected a port number from 0 to 65535"))?;
+        let hostname = match non_empty(args.hostname.as_ref()) {
+            Some(h) => h.to_owned(),
+            None => hostname::get()
+                .ok()
+                .and_then(|h| h.into_string().ok())
+                .filter(|h| !h.is_empty())
+                .unwrap_or_else(|| "unknown".to_owned()),
+        };
+        // The hostname goes into a response header on every answer.
+        if !hostname.chars().all(|c| c.is_ascii_graphic()) || hostname.len() > 253 {
+            return Err(bad("YELB_HOSTNAME", &hostname, "expected printable ASCII without spaces, at most 253 characters"));
+        }
+        let log_format = match args.log_format.as_str() {
+            "text" => LogFormat::Text,
+            "json" => LogFormat::Json,
+            other => return Err(bad("YELB_LOG_FORMAT", other, "expected text or json")),
+        };
+        let rack = non_empty(args.rack_env.as_ref()).map(parse_rack_env).transpose()?;
+        let votes = Self::vote_backend(&args, rack)?;
+        let views = Self::view_backend(&args, rack)?;
+        Ok(Config {
+            listen: SocketAddr::new(ip, port),
+            hostname,
+            log_format,
+            votes,
+            views,
+            shutdown_delay: parse_secs("YELB_SHUTDOWN_DELAY", &args.shutdown_delay)?,
+            shutdown_timeout: parse_secs("YELB_SHUTDOWN_TIMEOUT", &args.shutdown_timeout)?,
+        })
+    }
+
+    fn vote_backend(args: &Args, rack: Option<RackEnv>) -> Result<VoteBackend, ConfigError> {
+        let pool_size: usize = args
+            .db_pool_size
+            .parse()
+            .ok()
+            .filter(|n| (2..=1000).contains(n))
+            .ok_or_else(|| bad("YELB_DB_POOL_SIZE", &args.db_pool_size, "expected a whole number from 2 to 1000"))?;
+        if let Some(url) = non_empty(args.database_url.as_ref()) {
+            let config: yelb_db::PgConfig = url.parse().map_err(|e| {
+                // Never echo a URL that may hold a password.
+                bad("YELB_DATABASE_URL", "<hidden>", format!("not a Postgres URL: {e}"))
+            })?;
+            return Ok(VoteBackend::Postgres { config: Box::new(config), pool_size });
+        }
+        let endpoint = non_empty(args.yelb_db_server_endpoint.as_ref());
+        let host = match (non_empty(args.db_host.as_ref()), rack) {
+            (Some(h), _) => h.to_owned(),
+            (None, Some(RackEnv::Production)) => "yelb-db".to_owned(),
+            (None, Some(RackEnv::Development)) => "localhost".to_owned(),
+            (None, Some(RackEnv::Custom)) => endpoint
+                .ok_or_else(|| bad("YELB_DB_SERVER_ENDPOINT", "", "RACK_ENV=custom needs the Postgres host here"))?
+                .to_owned(),
+            (None, None) => match endpoint {
+                Some(h) => h.to_owned(),
+                None => return Ok(VoteBackend::Memory),
+            },
+        };
+        let port: u16 = args
+            .db_port
+            .parse()
+            .map_err(|_| bad("YELB_DB_PORT", &args.db_port, "expected a port number from 0 to 65535"))?;
+        if args.db_name.trim().is_empty() {
+            return Err(bad("YELB_DB_NAME", &args.db_name, "must not be empty"));
+        }
+        let password = SecretString::from(args.db_password.clone());
+        let mut config = yelb_db::PgConfig::new();
+        config
+            .host(&host)
+            .port(port)
+            .user(&args.db_user)
+            .password(password.expose_secret())
+            .dbname(args.db_name.trim());
+        Ok(VoteBackend::Postgres { config: Box::new(config), pool_size })
+    }
+
+    fn view_backend(args: &Args, rack: Option<RackEnv>) -> Result<ViewBackend, ConfigError> {
+        let key_prefix = args.redis_key_prefix.clone();
+        if let Some(url) = non_empty(args.redis_url.as_ref()) {
+            if !(url.starts_with("redis://") || url.starts_with("rediss://") || url.starts_with("unix://")) {
+                return Err(bad("YELB_REDIS_URL", "<hidden>", "expected a redis:// URL"));
+            }
+            return Ok(ViewBackend::Redis { url: SecretString::from(url.to_owned()), key_prefix });
+        }
+        let endpoint = non_empty(args.redis_server_endpoint.as_ref());
+        let host = match rack {
+            Some(RackEnv::Production) => "redis-server",
+            Some(RackEnv::Development) => "localhost",
+            Some(RackEnv::Custom) => endpoint
+                .ok_or_else(|| bad("REDIS_SERVER_ENDPOINT", "", "RACK_ENV=custom needs the Redis host here"))?,
+            None => match endpoint {
+                Some(h) => h,
+                None => return Ok(ViewBackend::Memory),
+            },
+        };
+        if host.contains(['/', '@', ' ']) {
+            return Err(bad("REDIS_SERVER_ENDPOINT", host, "expected a host name or address"));
+        }
+        let host = if host.contains(':') && !host.starts_with('[') { format!("[{host}]") } else { host.to_owned() };
+        Ok(ViewBackend::Redis { url: SecretString::from(format!("redis://{host}:6379/")), key_prefix })
+    }
+
+    /// One line saying where votes and page views live, for the start-up log.
+    pub fn describe_backends(&self) -> String {
+        let votes = match &self.votes {
+            VoteBackend::Memory => "votes in memory (embedded mode: not shared, lost on exit)".to_owned(),
+            VoteBackend::Postgres { config, .. } => {
+                let hosts: Vec<String> = config.get_hosts().iter().map(|h| format!("{h:?}")).collect();
+                format!("votes in Postgres {} db {}", hosts.join(","), config.get_dbname().unwrap_or("?"))
+            }
+        };
+        let views = match &self.views {
+            ViewBackend::Memory => "page views and live events in memory (embedded mode: one replica only)",
+            ViewBackend::Redis { .. } => "page views and live events in Redis",
+        };
+        format!("{votes}; {views}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(env: &[(&str, &str)]) -> Args {
+        // Flags stand in for the variables here: clap maps both to the same fields.
+        let mut argv = vec!["yelb-appserver".to_owned()];
+        for (k, v) in env {
+            argv.push(format!("--{k}={v}"));
+        }
+        Args::try_parse_from(argv).expect("flags parse")
+    }
+
+    #[test]
+    fn nothing_configured_means_the_embedded_mode() {
+        let c = Config::from_args(args(&[])).unwrap();
+        assert!(matches!(c.votes, VoteBackend::Memory));
+        assert!(matches!(c.views, ViewBackend::Memory));
+        assert_eq!(c.listen.port(), 4567);
+    }
+
+    #[test]
+    fn rack_env_production_points_at_the_original_service_names() {
+        let c = Config::from_args(args(&[("rack-env", "production")])).unwrap();
+        let VoteBackend::Postgres { config, .. } = c.votes else { panic!("postgres expected") };
+        assert_eq!(format!("{:?}", config.get_hosts()[0]), r#"Tcp("yelb-db")"#);
+        assert_eq!(config.get_ports(), [5432]);
+        assert_eq!(config.get_dbname(), Some("yelbdatabase"));
+        assert_eq!(config.get_user(), Some("postgres"));
+        assert_eq!(config.get_password(), Some(&b"postgres_password"[..]));
+        let ViewBackend::Redis { url, .. } = c.views else { panic!("redis expected") };
+        assert_eq!(url.expose_secret(), "redis://redis-server:6379/");
+    }
+
+    #[test]
+    fn rack_env_custom_takes_the_two_endpoint_variables() {
+        let c = Config::from_args(args(&[
+            ("rack-env", "custom"),
+            ("yelb-db-server-endpoint", "db.example"),
+            ("redis-server-endpoint", "cache.example"),
+        ]))
+        .unwrap();
+        let VoteBackend::Postgres { config, .. } = c.votes else { panic!() };
+        assert_eq!(format!("{:?}", config.get_hosts()[0]), r#"Tcp("db.example")"#);
+        let ViewBackend::Redis { url, .. } = c.views else { panic!() };
+        assert_eq!(url.expose_secret(), "redis://cache.example:6379/");
+    }
+
+    #[test]
+    fn rack_env_custom_without_endpoints_names_the_missing_variable() {
+        let err = Config::from_args(args(&[("rack-env", "custom")])).unwrap_err();
+        assert_eq!(err.var, "YELB_DB_SERVER_ENDPOINT");
+    }
+
+    #[test]
+    fn modern_variables_win_over_the_original_ones() {
+        let c = Config::from_args(args(&[
+            ("rack-env", "production"),
+            ("db-host", "pg.internal"),
+            ("redis-url", "redis://r.internal:6380/2"),
+        ]))
+        .unwrap();
+        let VoteBackend::Postgres { config, .. } = c.votes else { panic!() };
+        assert_eq!(format!("{:?}", config.get_hosts()[0]), r#"Tcp("pg.internal")"#);
+        let ViewBackend::Redis { url, .. } = c.views else { panic!() };
+        assert_eq!(url.expose_secret(), "redis://r.internal:6380/2");
+    }
+
+    #[test]
+    fn a_database_url_wins_over_everything() {
+        let c = Config::from_args(args(&[
+            ("db-host", "ignored"),
+            ("database-url", "postgres://u:p@10.0.0.1:6543/votes"),
+        ]))
+        .unwrap();
+        let VoteBackend::Postgres { config, .. } = c.votes else { panic!() };
+        assert_eq!(config.get_ports(), [6543]);
+        assert_eq!(config.get_dbname(), Some("votes"));
+    }
+
+    #[test]
+    fn bad_values_name_their_variable() {
+        for (flag, value, var) in [
+            ("port", "http", "YELB_PORT"),
+            ("port", "70000", "YELB_PORT"),
+            ("listen-addr", "everywhere", "YELB_LISTEN_ADDR"),
+            ("rack-env", "staging", "RACK_ENV"),
+            ("log-format", "xml", "YELB_LOG_FORMAT"),
+            ("db-pool-size", "1", "YELB_DB_POOL_SIZE"),
+            ("shutdown-timeout", "-3", "YELB_SHUTDOWN_TIMEOUT"),
+            ("redis-url", "http://x", "YELB_REDIS_URL"),
+            ("database-url", "mysql:://nope nope", "YELB_DATABASE_URL"),
+        ] {
+            let err = Config::from_args(args(&[(flag, value)])).unwrap_err();
+            assert_eq!(err.var, var, "for --{flag}={value}");
+            assert!(err.to_string().contains(var));
+        }
+    }
+
+    #[test]
+    fn the_password_never_shows_in_debug_output() {
+        let c = Config::from_args(args(&[("db-host", "h"), ("db-password", "s3cr3t")])).unwrap();
+        assert!(!format!("{c:?}").contains("s3cr3t"));
+    }
+
+    #[test]
+    fn the_hostname_override_is_used() {
+        let c = Config::from_args(args(&[("hostname", "replica-7")])).unwrap();
+        assert_eq!(c.hostname, "replica-7");
+    }
+}

@@ -1,0 +1,119 @@
+//! Live events: what every open page is told, and how replicas tell each other.
+//!
+//! - [`LiveHub`]: this replica's newest known [`LiveState`] in a
+//!   `tokio::sync::watch` channel. Server-sent-event clients subscribe to it;
+//!   a slow client skips straight to the newest state instead of queueing.
+//! - [`spawn_bridge`]: with Redis, two tasks connect the hub to the other
+//!   replicas: one publishes this replica's own changes, one merges what the
+//!   others publish. States only grow, so merging is a per-field max and the
+//!   order messages arrive in does not matter.
+//!
+//! While Redis is down each replica's page still updates from its own votes;
+//! the bridge resubscribes with backoff and catches up on reconnect.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use backon::{ExponentialBuilder, Retryable};
+use futures_util::StreamExt;
+use tokio::sync::{watch, Notify};
+use tokio_util::sync::CancellationToken;
+use yelb_cache::Cache;
+use yelb_core::wire::LiveState;
+
+/// The least time between two publishes from one replica: a burst of votes
+/// becomes one message per window, well inside the 250 ms latency budget.
+const PUBLISH_INTERVAL: Duration = Duration::from_millis(10);
+
+/// This replica's newest known state. Shared through an `Arc` in the app state.
+pub struct LiveHub {
+    state: watch::Sender<LiveState>,
+    local_change: Notify,
+}
+
+impl Default for LiveHub {
+    fn default() -> Self {
+        LiveHub { state: watch::Sender::new(LiveState::default()), local_change: Notify::new() }
+    }
+}
+
+impl LiveHub {
+    /// Folds in a state from anywhere; wakes subscribers if it changed anything.
+    pub fn merge(&self, update: &LiveState) -> bool {
+        self.state.send_if_modified(|current| current.merge(update))
+    }
+
+    /// Folds in a change made through this replica, and has it published to
+    /// the others.
+    pub fn local_change(&self, update: &LiveState) {
+        if self.merge(update) {
+            self.local_change.notify_one();
+        }
+    }
+
+    /// The newest state.
+    pub fn snapshot(&self) -> LiveState {
+        *self.state.borrow()
+    }
+
+    /// A receiver that sees the current state and every later change.
+    pub fn subscribe(&self) -> watch::Receiver<LiveState> {
+        self.state.subscribe()
+    }
+}
+
+/// Starts the two tasks that connect `hub` to the other replicas through
+/// `cache`. They stop when `stop` is cancelled.
+pub fn spawn_bridge(hub: Arc<LiveHub>, cache: Cache, stop: CancellationToken) {
+    let (h, c, s) = (hub.clone(), cache.clone(), stop.clone());
+    tokio::spawn(async move {
+        tokio::select! {
+            () = publish_loop(h, c) => {}
+            () = s.cancelled() => {}
+        }
+    });
+    tokio::spawn(async move {
+        tokio::select! {
+            () = subscribe_loop(hub, cache) => {}
+            () = stop.cancelled() => {}
+        }
+    });
+}
+
+async fn publish_loop(hub: Arc<LiveHub>, cache: Cache) {
+    loop {
+        hub.local_change.notified().await;
+        let state = hub.snapshot();
+        if let Err(e) = cache.publish(&state).await {
+            tracing::debug!(error = %e, "could not publish a live update");
+        }
+        tokio::time::sleep(PUBLISH_INTERVAL).await;
+    }
+}
+
+async fn subscribe_loop(hub: Arc<LiveHub>, cache: Cache) {
+    let backoff = ExponentialBuilder::default()
+        .with_min_delay(Duration::from_millis(50))
+        .with_max_delay(Duration::from_secs(2))
+        .without_max_times();
+    loop {
+        let subscribe = || async { cache.subscribe().await };
+        let Ok(events) = subscribe
+            .retry(backoff)
+            .notify(|e, wait| tracing::debug!(error = %e, ?wait, "live events: subscribing again"))
+            .await
+        else {
+            continue;
+        };
+        tracing::info!("live events: subscribed to other replicas");
+        // Catch up on page views counted while we were not listening.
+        if let Ok(pageviews) = cache.pageviews().await {
+            hub.merge(&LiveState { pageviews, ..Default::default() });
+        }
+        let mut events = std::pin::pin!(events);
+        while let Some(state) = events.next().await {
+            hub.merge(&state);
+        }
+        tracing::warn!("live events: lost the Redis subscription");
+    }
+}

@@ -1,0 +1,134 @@
+//! Prometheus metrics: what `/metrics` shows and the middleware that counts.
+//!
+//! - `yelb_http_requests_total{method,route,status}`: requests answered.
+//! - `yelb_http_request_duration_seconds{method,route}`: latency histogram.
+//! - `yelb_votes_total{restaurant}`: votes cast through this replica.
+//! - `yelb_live_clients`: open event streams on this replica.
+//! - `yelb_appserver_info{hostname,version,votes_backend,views_backend}`: 1,
+//!   the replica's identity.
+//!
+//! Routes are labelled by their pattern (`/api/{restaurant}`), never by the
+//! raw path, so a scan of random URLs cannot blow up the label set.
+
+use std::time::Instant;
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::middleware::Next;
+use axum::response::Response;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::metrics::info::Info;
+use prometheus_client::registry::Registry;
+use yelb_core::Restaurant;
+
+use crate::AppState;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    method: String,
+    route: String,
+    status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RouteLabels {
+    method: String,
+    route: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct VoteLabels {
+    restaurant: &'static str,
+}
+
+/// The replica's metrics. Lives in the app state; updating is lock-free
+/// after a label set's first use.
+pub struct Metrics {
+    registry: Registry,
+    requests: Family<RequestLabels, Counter>,
+    latency: Family<RouteLabels, Histogram, fn() -> Histogram>,
+    votes: Family<VoteLabels, Counter>,
+    live_clients: Gauge,
+}
+
+fn latency_histogram() -> Histogram {
+    // 100 µs to ~3 s.
+    Histogram::new(exponential_buckets(0.0001, 2.0, 16))
+}
+
+impl Metrics {
+    /// A registry with every metric, labelled with this replica's identity.
+    pub fn new(hostname: &str, votes_backend: &str, views_backend: &str) -> Metrics {
+        let mut registry = Registry::default();
+        let requests = Family::<RequestLabels, Counter>::default();
+        let latency: Family<RouteLabels, Histogram, fn() -> Histogram> =
+            Family::new_with_constructor(latency_histogram);
+        let votes = Family::<VoteLabels, Counter>::default();
+        let live_clients = Gauge::default();
+        registry.register("yelb_http_requests", "HTTP requests answered", requests.clone());
+        registry.register(
+            "yelb_http_request_duration_seconds",
+            "Time from request to response headers",
+            latency.clone(),
+        );
+        registry.register("yelb_votes", "Votes cast through this replica", votes.clone());
+        registry.register("yelb_live_clients", "Open live-event streams", live_clients.clone());
+        registry.register(
+            "yelb_appserver",
+            "This replica",
+            Info::new(vec![
+                ("hostname", hostname.to_owned()),
+                ("version", env!("CARGO_PKG_VERSION").to_owned()),
+                ("votes_backend", votes_backend.to_owned()),
+                ("views_backend", views_backend.to_owned()),
+            ]),
+        );
+        // Show every restaurant from the start, at 0, so dashboards have lines.
+        for r in Restaurant::ALL {
+            let _ = votes.get_or_create(&VoteLabels { restaurant: r.slug() });
+        }
+        Metrics { registry, requests, latency, votes, live_clients }
+    }
+
+    /// Counts one vote.
+    pub fn vote(&self, r: Restaurant) {
+        self.votes.get_or_create(&VoteLabels { restaurant: r.slug() }).inc();
+    }
+
+    /// The gauge of open event streams.
+    pub fn live_clients(&self) -> &Gauge {
+        &self.live_clients
+    }
+
+    /// The text exposition (OpenMetrics).
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &self.registry)
+            .expect("writing to a String cannot fail");
+        out
+    }
+}
+
+/// Middleware: counts and times every request.
+pub async fn track(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let method = request.method().as_str().to_owned();
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "<unmatched>".to_owned(), |p| p.as_str().to_owned());
+    let response = next.run(request).await;
+    let metrics = state.metrics();
+    metrics
+        .latency
+        .get_or_create(&RouteLabels { method: method.clone(), route: route.clone() })
+        .observe(started.elapsed().as_secs_f64());
+    metrics
+        .requests
+        .get_or_create(&RequestLabels { method, route, status: response.status().as_u16() })
+        .inc();
+    response
+}

@@ -1,0 +1,127 @@
+//! The HTTP surface: [`app`] builds the router, [`service`] wraps it in what
+//! must run before routing (collapsing `//api` to `/api`).
+//!
+//! - [`legacy`]: the original API.
+//! - [`v1`]: the modern API and live events.
+//! - [`ops`]: health, readiness, metrics, OpenAPI, index.
+//!
+//! Every answer carries `X-Served-By: <hostname>` and the original's three
+//! CORS headers; every `OPTIONS` is answered as a CORS preflight; unknown
+//! paths and methods get JSON errors.
+
+use axum::extract::Request;
+use axum::http::header::{ACCESS_CONTROL_ALLOW_HEADERS, ACCESS_CONTROL_ALLOW_METHODS};
+use axum::http::{HeaderName, HeaderValue, Method, Uri};
+use axum::routing::{get, post};
+use axum::{middleware, Router};
+use tower::ServiceExt as _;
+use tower_http::cors::{AllowHeaders, AllowMethods, CorsLayer};
+use tower_http::set_header::SetResponseHeaderLayer;
+
+use crate::{AppError, AppState};
+
+pub mod legacy;
+pub mod ops;
+pub mod v1;
+
+/// The header that names the replica on every answer.
+pub const SERVED_BY: HeaderName = HeaderName::from_static("x-served-by");
+
+/// The original's `Access-Control-Allow-Headers`.
+const CORS_HEADERS: &str = "Authorization,Accepts,Content-Type,X-CSRF-Token,X-Requested-With";
+/// The original's `Access-Control-Allow-Methods`.
+const CORS_METHODS: &str = "GET,POST,PUT,DELETE,OPTIONS";
+
+/// The router, with every route and layer. Pure: no I/O until served.
+pub fn app(state: AppState) -> Router {
+    let served_by = HeaderValue::from_str(state.hostname())
+        .unwrap_or_else(|_| HeaderValue::from_static("unknown"));
+    let cors = CorsLayer::new()
+        .allow_origin(tower_http::cors::Any)
+        .allow_methods(AllowMethods::list([
+            Method::GET,
+            Method::POST,
+            Method::PUT,
+            Method::DELETE,
+            Method::OPTIONS,
+        ]))
+        .allow_headers(AllowHeaders::list(
+            CORS_HEADERS.split(',').map(|h| HeaderName::from_bytes(h.as_bytes()).expect("valid header names")),
+        ));
+    // The CORS layer answers preflights; the two overriding layers then put
+    // the original's exact header strings on every answer, preflight or not.
+    Router::new()
+        .route("/", get(ops::index))
+        .route("/healthz", get(ops::healthz))
+        .route("/readyz", get(ops::readyz))
+        .route("/metrics", get(ops::metrics))
+        .route("/api/openapi.json", get(ops::openapi))
+        .route("/api/getvotes", get(legacy::getvotes))
+        .route("/api/getstats", get(legacy::getstats))
+        .route("/api/pageviews", get(legacy::pageviews))
+        .route("/api/hostname", get(legacy::hostname))
+        .route("/api/{restaurant}", get(legacy::vote).head(legacy::vote_head))
+        .route("/api/v1/votes", get(v1::votes).post(v1::vote_body))
+        .route("/api/v1/votes/{restaurant}", post(v1::vote_path))
+        .route("/api/v1/stats", get(v1::stats))
+        .route("/api/v1/pageviews", post(v1::count_view))
+        .route("/api/v1/events", get(v1::events))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn_with_state(state.clone(), crate::metrics::track))
+        .layer(cors)
+        .layer(SetResponseHeaderLayer::overriding(
+            ACCESS_CONTROL_ALLOW_HEADERS,
+            HeaderValue::from_static(CORS_HEADERS),
+        ))
+        .layer(SetResponseHeaderLayer::overriding(
+            ACCESS_CONTROL_ALLOW_METHODS,
+            HeaderValue::from_static(CORS_METHODS),
+        ))
+        .layer(SetResponseHeaderLayer::overriding(SERVED_BY, served_by))
+        .with_state(state)
+}
+
+/// [`app`] behind path normalisation, ready for `axum::serve`.
+pub fn service(state: AppState) -> impl tower::Service<
+    Request,
+    Response = axum::response::Response,
+    Error = std::convert::Infallible,
+    Future = impl Send,
+> + Clone + Send + 'static {
+    app(state).map_request(collapse_slashes)
+}
+
+/// The original UI asks for `//api/getvotes`: treat runs of `/` as one.
+fn collapse_slashes(mut request: Request) -> Request {
+    let path = request.uri().path();
+    if !path.contains("//") {
+        return request;
+    }
+    let mut collapsed = String::with_capacity(path.len());
+    for c in path.chars() {
+        if !(c == '/' && collapsed.ends_with('/')) {
+            collapsed.push(c);
+        }
+    }
+    if let Some(q) = request.uri().query() {
+        collapsed.push('?');
+        collapsed.push_str(q);
+    }
+    let mut parts = request.uri().clone().into_parts();
+    if let Ok(pq) = collapsed.parse() {
+        parts.path_and_query = Some(pq);
+        if let Ok(uri) = Uri::from_parts(parts) {
+            *request.uri_mut() = uri;
+        }
+    }
+    request
+}
+
+async fn not_found(uri: Uri) -> AppError {
+    AppError::NotFound(uri.path().chars().take(200).collect())
+}
+
+async fn method_not_allowed() -> AppError {
+    AppError::MethodNotAllowed
+}

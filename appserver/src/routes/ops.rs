@@ -1,0 +1,86 @@
+//! Operations endpoints: liveness, readiness, metrics, the OpenAPI document
+//! and a small index at `/`.
+
+use axum::extract::State;
+use axum::http::header::CONTENT_TYPE;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::Json;
+use serde::Serialize;
+
+use crate::store::BackendHealth;
+use crate::AppState;
+
+/// The OpenAPI 3.1 description of both APIs.
+pub const OPENAPI: &str = include_str!("../../openapi.json");
+
+/// `GET /healthz`: the process is alive and serving HTTP. Checks no backend,
+/// so an orchestrator never restarts us for a database outage.
+pub async fn healthz() -> Json<serde_json::Value> {
+    Json(serde_json::json!({ "status": "ok" }))
+}
+
+#[derive(Serialize)]
+struct Readiness {
+    status: &'static str,
+    hostname: String,
+    checks: Checks,
+}
+
+#[derive(Serialize)]
+struct Checks {
+    postgres: BackendHealth,
+    redis: BackendHealth,
+}
+
+/// `GET /readyz`: 200 `ready` when both backends answer, 200 `degraded`
+/// when only Redis is missing (votes still work), 503 `not ready` without
+/// Postgres and 503 `shutting down` once shutdown has begun.
+pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
+    let (postgres, redis) = tokio::join!(state.votes().health(), state.views().health());
+    let status = if state.is_shutting_down() {
+        "shutting down"
+    } else if !postgres.is_up() {
+        "not ready"
+    } else if !redis.is_up() {
+        "degraded"
+    } else {
+        "ready"
+    };
+    let code = match status {
+        "ready" | "degraded" => StatusCode::OK,
+        _ => StatusCode::SERVICE_UNAVAILABLE,
+    };
+    let body = Readiness { status, hostname: state.hostname().to_owned(), checks: Checks { postgres, redis } };
+    (code, Json(body))
+}
+
+/// `GET /metrics`: Prometheus text exposition.
+pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    (
+        [(CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+        state.metrics().render(),
+    )
+}
+
+/// `GET /api/openapi.json`.
+pub async fn openapi() -> impl IntoResponse {
+    ([(CONTENT_TYPE, "application/json")], OPENAPI)
+}
+
+/// `GET /`: what this is and where to look.
+pub async fn index(State(state): State<AppState>) -> Json<serde_json::Value> {
+    Json(serde_json::json!({
+        "name": "yelb-appserver",
+        "version": env!("CARGO_PKG_VERSION"),
+        "hostname": state.hostname(),
+        "links": {
+            "openapi": "/api/openapi.json",
+            "votes": "/api/v1/votes",
+            "events": "/api/v1/events",
+            "health": "/healthz",
+            "ready": "/readyz",
+            "metrics": "/metrics",
+        }
+    }))
+}

@@ -1,0 +1,90 @@
+//! The modern API under `/api/v1`: votes are `POST`, reads are JSON objects,
+//! and `/api/v1/events` streams live updates. Described in `openapi.json`.
+
+use std::convert::Infallible;
+use std::time::Duration;
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{Path, State};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::Json;
+use futures_util::{Stream, StreamExt};
+use tokio_stream::wrappers::WatchStream;
+use yelb_core::wire::{LiveState, StatsBody, VoteReceipt, VoteRequest, VotesBody};
+use yelb_core::Restaurant;
+
+use crate::{AppError, AppState};
+
+/// How often an idle event stream sends a comment, so proxies keep it open
+/// and clients notice a dead connection.
+pub const HEARTBEAT: Duration = Duration::from_secs(15);
+
+/// `GET /api/v1/votes`.
+pub async fn votes(State(state): State<AppState>) -> Result<Json<VotesBody>, AppError> {
+    let votes = state.counts().await?;
+    Ok(Json(VotesBody { total: votes.total(), votes, hostname: state.hostname().to_owned() }))
+}
+
+async fn receipt(state: &AppState, restaurant: Restaurant) -> Result<Json<VoteReceipt>, AppError> {
+    let count = state.vote(restaurant).await?;
+    Ok(Json(VoteReceipt { restaurant, count, hostname: state.hostname().to_owned() }))
+}
+
+/// `POST /api/v1/votes` with `{"restaurant": "ihop"}`.
+pub async fn vote_body(
+    State(state): State<AppState>,
+    body: Result<Json<VoteRequest>, JsonRejection>,
+) -> Result<Json<VoteReceipt>, AppError> {
+    let Json(request) = body?;
+    receipt(&state, request.restaurant).await
+}
+
+/// `POST /api/v1/votes/{restaurant}`.
+pub async fn vote_path(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Json<VoteReceipt>, AppError> {
+    receipt(&state, name.parse()?).await
+}
+
+/// `GET /api/v1/stats`: the page-view total, without counting a view.
+pub async fn stats(State(state): State<AppState>) -> Result<Json<StatsBody>, AppError> {
+    let pageviews = state.views().get().await?;
+    Ok(Json(StatsBody { hostname: state.hostname().to_owned(), pageviews }))
+}
+
+/// `POST /api/v1/pageviews`: counts a page view.
+pub async fn count_view(State(state): State<AppState>) -> Result<Json<StatsBody>, AppError> {
+    let pageviews = state.count_view().await?;
+    Ok(Json(StatsBody { hostname: state.hostname().to_owned(), pageviews }))
+}
+
+/// `GET /api/v1/events`: a `state` event with the newest [`LiveState`] now
+/// and after every change, from any replica; a heartbeat comment when idle.
+pub async fn events(State(state): State<AppState>) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+    // Start from fresh numbers, best effort: a backend that is down must not
+    // keep the stream from opening (it still carries what others publish).
+    let _ = state.counts().await;
+    if let Ok(pageviews) = state.views().get().await {
+        state.live().merge(&LiveState { pageviews, ..Default::default() });
+    }
+    let gauge = state.metrics().live_clients().clone();
+    gauge.inc();
+    let guard = GaugeGuard(gauge);
+    let stop = state.stop_token().clone();
+    let stream = WatchStream::new(state.live().subscribe())
+        .map(move |live| {
+            let _ = &guard; // lives as long as the stream
+            Ok(Event::default().event("state").json_data(live).unwrap_or_default())
+        })
+        .take_until(async move { stop.cancelled().await });
+    Sse::new(stream).keep_alive(KeepAlive::new().interval(HEARTBEAT))
+}
+
+struct GaugeGuard(prometheus_client::metrics::gauge::Gauge);
+
+impl Drop for GaugeGuard {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}

@@ -1,0 +1,116 @@
+//! The shared state every handler gets: [`AppState`].
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use tokio_util::sync::CancellationToken;
+use yelb_core::wire::LiveState;
+
+use crate::live::LiveHub;
+use crate::metrics::Metrics;
+use crate::store::{ViewStore, VoteStore};
+
+/// Everything a request may need. Cloning copies one `Arc`: all clones share
+/// the stores, the live hub and the metrics.
+#[derive(Clone)]
+pub struct AppState {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    hostname: String,
+    votes: VoteStore,
+    views: ViewStore,
+    live: Arc<LiveHub>,
+    metrics: Metrics,
+    shutting_down: AtomicBool,
+    stop: CancellationToken,
+}
+
+impl AppState {
+    /// Builds the state around ready-made stores.
+    pub fn new(hostname: String, votes: VoteStore, views: ViewStore) -> AppState {
+        let votes_backend = match votes {
+            VoteStore::Memory(_) => "memory",
+            VoteStore::Postgres(_) => "postgres",
+        };
+        let views_backend = match views {
+            ViewStore::Memory(_) => "memory",
+            ViewStore::Redis(_) => "redis",
+        };
+        let metrics = Metrics::new(&hostname, votes_backend, views_backend);
+        AppState {
+            inner: Arc::new(Inner {
+                hostname,
+                votes,
+                views,
+                live: Arc::new(LiveHub::default()),
+                metrics,
+                shutting_down: AtomicBool::new(false),
+                stop: CancellationToken::new(),
+            }),
+        }
+    }
+
+    /// The name this replica reports.
+    pub fn hostname(&self) -> &str {
+        &self.inner.hostname
+    }
+
+    /// The vote store.
+    pub fn votes(&self) -> &VoteStore {
+        &self.inner.votes
+    }
+
+    /// The page-view counter.
+    pub fn views(&self) -> &ViewStore {
+        &self.inner.views
+    }
+
+    /// The live hub.
+    pub fn live(&self) -> &Arc<LiveHub> {
+        &self.inner.live
+    }
+
+    /// The metrics.
+    pub fn metrics(&self) -> &Metrics {
+        &self.inner.metrics
+    }
+
+    /// Cancelled when the server stops: ends event streams and background tasks.
+    pub fn stop_token(&self) -> &CancellationToken {
+        &self.inner.stop
+    }
+
+    /// Whether shutdown has begun (readiness then fails).
+    pub fn is_shutting_down(&self) -> bool {
+        self.inner.shutting_down.load(Ordering::Acquire)
+    }
+
+    /// Marks the start of shutdown: `/readyz` fails from now on.
+    pub fn begin_shutdown(&self) {
+        self.inner.shutting_down.store(true, Ordering::Release);
+    }
+
+    /// Casts a vote and tells the live hub.
+    pub async fn vote(&self, r: yelb_core::Restaurant) -> Result<i64, crate::AppError> {
+        let (count, counts) = self.votes().vote(r).await?;
+        self.metrics().vote(r);
+        self.live().local_change(&LiveState { votes: counts, pageviews: 0 });
+        Ok(count)
+    }
+
+    /// Counts a page view and tells the live hub.
+    pub async fn count_view(&self) -> Result<i64, crate::AppError> {
+        let pageviews = self.views().incr().await?;
+        self.live().local_change(&LiveState { pageviews, ..Default::default() });
+        Ok(pageviews)
+    }
+
+    /// Reads the counts and tells the live hub what it learned.
+    pub async fn counts(&self) -> Result<yelb_core::VoteCounts, crate::AppError> {
+        let counts = self.votes().counts().await?;
+        self.live().merge(&LiveState { votes: counts, pageviews: 0 });
+        Ok(counts)
+    }
+}
