@@ -155,7 +155,19 @@ impl PgServer {
         Self::init(true)
     }
 
+    /// An initialised cluster that is not running yet: its port is chosen,
+    /// so an app can be pointed at it before it starts (see [`PgServer::start`]).
+    pub fn new_stopped() -> PgServer {
+        Self::init_stopped(false)
+    }
+
     fn init(durable: bool) -> PgServer {
+        let mut server = Self::init_stopped(durable);
+        server.start();
+        server
+    }
+
+    fn init_stopped(durable: bool) -> PgServer {
         let dir = tempfile::Builder::new()
             .prefix("yelb-testkit-pg-")
             .tempdir()
@@ -174,9 +186,7 @@ impl PgServer {
         configure(&mut initdb, ids, libc::SIGKILL);
         let out = initdb.output().expect("run initdb (apt-get install postgresql)");
         assert!(out.status.success(), "initdb failed: {}", String::from_utf8_lossy(&out.stderr));
-        let mut server = PgServer { dir, port: free_port(), durable, child: None };
-        server.start();
-        server
+        PgServer { dir, port: free_port(), durable, child: None }
     }
 
     /// Starts the server (again) on its port and data directory.
@@ -266,9 +276,14 @@ pub struct RedisServer {
 impl RedisServer {
     /// Starts a server on a free port.
     pub fn start_new() -> RedisServer {
-        let mut server = RedisServer { port: free_port(), child: None };
+        let mut server = Self::new_stopped();
         server.start();
         server
+    }
+
+    /// A server that is not running yet, with its port chosen.
+    pub fn new_stopped() -> RedisServer {
+        RedisServer { port: free_port(), child: None }
     }
 
     /// Starts the server (again) on its port; its data starts empty.

@@ -1,0 +1,11 @@
+//! The app server's integration tests: one binary, every test starting its
+//! own app on port 0. Real Postgres and Redis come from `yelb-testkit`.
+
+mod helpers;
+
+mod failures;
+mod modern_api;
+mod ops;
+mod original_api;
+mod process;
+mod replicas;

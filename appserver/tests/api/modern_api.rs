@@ -1,0 +1,146 @@
+//! The modern API: POST votes, JSON objects, live events, 4xx errors that
+//! name the problem.
+
+use std::time::Duration;
+
+use reqwest::Method;
+use yelb_core::VoteCounts;
+
+use crate::helpers::{spawn_app, Backend};
+use crate::on_both_backends;
+
+async fn post_with_a_json_body_votes_and_returns_a_receipt(b: Backend) {
+    let app = spawn_app(b).await;
+    let r = app.post_json("/api/v1/votes", r#"{"restaurant":"bucadibeppo"}"#).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["x-served-by"], app.hostname.as_str());
+    assert_eq!(r.headers()["access-control-allow-origin"], "*");
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body, serde_json::json!({"restaurant": "bucadibeppo", "count": 1, "hostname": app.hostname}));
+}
+
+async fn post_on_a_restaurant_path_votes(b: Backend) {
+    let app = spawn_app(b).await;
+    let r = app.request(Method::POST, "/api/v1/votes/chipotle").await;
+    assert_eq!(r.status(), 200);
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body["count"], 1);
+    let body: serde_json::Value = app.request(Method::POST, "//api/v1/votes/chipotle").await.json().await.unwrap();
+    assert_eq!(body["count"], 2);
+}
+
+async fn get_votes_returns_an_object_with_the_total(b: Backend) {
+    let app = spawn_app(b).await;
+    app.request(Method::POST, "/api/v1/votes/ihop").await;
+    app.get("/api/outback").await.unwrap();
+    let body = app.get_json("/api/v1/votes").await;
+    assert_eq!(
+        body,
+        serde_json::json!({
+            "votes": {"outback": 1, "bucadibeppo": 0, "ihop": 1, "chipotle": 0},
+            "total": 2,
+            "hostname": app.hostname,
+        })
+    );
+}
+
+async fn stats_reads_without_counting_and_pageviews_counts(b: Backend) {
+    let app = spawn_app(b).await;
+    assert_eq!(app.get_json("/api/v1/stats").await["pageviews"], 0);
+    let r = app.request(Method::POST, "/api/v1/pageviews").await;
+    assert_eq!(r.status(), 200);
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body, serde_json::json!({"hostname": app.hostname, "pageviews": 1}));
+    assert_eq!(app.get_json("/api/v1/stats").await["pageviews"], 1);
+    assert_eq!(app.get_json("/api/v1/stats").await["pageviews"], 1);
+}
+
+async fn malformed_vote_bodies_get_4xx_json_errors(b: Backend) {
+    let app = spawn_app(b).await;
+    let cases: &[(&str, Option<&str>, u16, &str)] = &[
+        (r#"{"restaurant":"kfc"}"#, Some("application/json"), 422, "unknown variant `kfc`"),
+        (r#"{"restaurant":"ihop","extra":1}"#, Some("application/json"), 422, "unknown field `extra`"),
+        (r#"{}"#, Some("application/json"), 422, "missing field `restaurant`"),
+        (r#"{"restaurant":"#, Some("application/json"), 400, "EOF"),
+        ("restaurant=ihop", Some("application/x-www-form-urlencoded"), 415, "Content-Type: application/json"),
+        (r#"{"restaurant":"ihop"}"#, None, 415, "Content-Type: application/json"),
+    ];
+    for (body, content_type, status, needle) in cases {
+        let mut req = app.client.post(format!("{}/api/v1/votes", app.base)).body(body.to_string());
+        if let Some(ct) = content_type {
+            req = req.header("content-type", *ct);
+        }
+        let r = req.send().await.unwrap();
+        assert_eq!(r.status().as_u16(), *status, "body {body}");
+        assert_eq!(r.headers()["content-type"], "application/json");
+        let err: serde_json::Value = r.json().await.unwrap();
+        assert_eq!(err["status"], *status);
+        assert!(err["error"].as_str().unwrap().contains(needle), "{err} should mention {needle}");
+    }
+    assert_eq!(app.get_json("/api/v1/votes").await["total"], 0, "no bad request cast a vote");
+}
+
+async fn an_oversized_body_is_rejected_without_voting(b: Backend) {
+    let app = spawn_app(b).await;
+    let huge = format!(r#"{{"restaurant":"ihop","pad":"{}"}}"#, "x".repeat(3 * 1024 * 1024));
+    let r = app.post_json("/api/v1/votes", &huge).await;
+    assert_eq!(r.status(), 413);
+    assert_eq!(app.get_json("/api/v1/votes").await["total"], 0);
+}
+
+async fn unknown_routes_and_methods_are_json_errors(b: Backend) {
+    let app = spawn_app(b).await;
+    let r = app.get("/api/v2/votes/ihop").await.unwrap();
+    assert_eq!(r.status(), 404);
+    assert_eq!(r.headers()["x-served-by"], app.hostname.as_str());
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body, serde_json::json!({"error": "no such route: /api/v2/votes/ihop", "status": 404}));
+
+    let r = app.get("/api/v1/votes/ihop").await.unwrap();
+    assert_eq!(r.status(), 405, "voting is POST in the modern API");
+    assert_eq!(app.request(Method::POST, "/api/v1/votes/pizza").await.status(), 404);
+    assert_eq!(app.request(Method::DELETE, "/api/v1/votes").await.status(), 405);
+    assert_eq!(app.get_json("/api/v1/votes").await["total"], 0);
+}
+
+async fn the_event_stream_sends_the_state_now_and_after_every_change(b: Backend) {
+    let app = spawn_app(b).await;
+    app.get("/api/ihop").await.unwrap();
+    let mut events = app.events().await;
+    let first = events.next_state(Duration::from_secs(5)).await.expect("an initial state");
+    assert_eq!(first.votes, VoteCounts { ihop: 1, ..Default::default() });
+
+    app.request(Method::POST, "/api/v1/votes/outback").await;
+    let after_vote = events.until(Duration::from_secs(5), |s| s.votes.outback == 1).await;
+    assert_eq!(after_vote.expect("vote pushed").votes.ihop, 1);
+
+    app.get("/api/getstats").await.unwrap();
+    let after_view = events.until(Duration::from_secs(5), |s| s.pageviews == 1).await;
+    assert!(after_view.is_some(), "page view pushed");
+}
+
+async fn the_openapi_document_describes_every_api_route(b: Backend) {
+    let app = spawn_app(b).await;
+    let doc = app.get_json("/api/openapi.json").await;
+    assert_eq!(doc["openapi"], "3.1.0");
+    let paths = doc["paths"].as_object().unwrap();
+    for path in [
+        "/api/getvotes", "/api/getstats", "/api/pageviews", "/api/hostname", "/api/{restaurant}",
+        "/api/v1/votes", "/api/v1/votes/{restaurant}", "/api/v1/stats", "/api/v1/pageviews",
+        "/api/v1/events", "/healthz", "/readyz", "/metrics",
+    ] {
+        assert!(paths.contains_key(path), "{path} is documented");
+    }
+}
+
+on_both_backends!(
+    post_with_a_json_body_votes_and_returns_a_receipt,
+    post_on_a_restaurant_path_votes,
+    get_votes_returns_an_object_with_the_total,
+    stats_reads_without_counting_and_pageviews_counts,
+    malformed_vote_bodies_get_4xx_json_errors,
+    an_oversized_body_is_rejected_without_voting,
+    unknown_routes_and_methods_are_json_errors,
+    the_event_stream_sends_the_state_now_and_after_every_change,
+    the_openapi_document_describes_every_api_route,
+);

@@ -1,0 +1,82 @@
+//! Two app servers sharing one Postgres and one Redis, as replicas behind a
+//! load balancer.
+
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use reqwest::Method;
+use yelb_testkit::{shared_pg, shared_redis, unique_name};
+
+use crate::helpers::{spawn_with, TestApp};
+
+async fn two_replicas() -> (TestApp, TestApp, String) {
+    let db_name = unique_name("yelb_pair");
+    let db = format!("--database-url={}", shared_pg().url(&db_name));
+    let rd = format!("--redis-url={}", shared_redis().url());
+    let prefix = format!("--redis-key-prefix={}:", unique_name("pair"));
+    let a = spawn_with(&[&db, &rd, &prefix]).await.wait_ready().await;
+    let b = spawn_with(&[&db, &rd, &prefix]).await.wait_ready().await;
+    (a, b, db_name)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn thousands_of_concurrent_votes_over_two_replicas_are_all_counted() {
+    let (a, b, db_name) = two_replicas().await;
+    let total = 4000usize;
+    let restaurants = ["outback", "bucadibeppo", "ihop", "chipotle"];
+    let client = reqwest::Client::new();
+    let results: Vec<(u16, String)> = futures_util::stream::iter(0..total)
+        .map(|i| {
+            let base = if i % 2 == 0 { a.base.clone() } else { b.base.clone() };
+            let name = restaurants[i % 4];
+            // Mix the original GET route and the modern POST route.
+            let req = if i % 3 == 0 {
+                client.get(format!("{base}/api/{name}"))
+            } else {
+                client.post(format!("{base}/api/v1/votes/{name}"))
+            };
+            async move {
+                let r = req.send().await.expect("request sent");
+                (r.status().as_u16(), r.headers()["x-served-by"].to_str().unwrap().to_owned())
+            }
+        })
+        .buffer_unordered(256)
+        .collect()
+        .await;
+    assert!(results.iter().all(|(s, _)| *s == 200), "every vote acknowledged");
+    let by_a = results.iter().filter(|(_, h)| *h == a.hostname).count();
+    assert_eq!(by_a, total / 2, "half went to each replica");
+
+    let body = a.get_json("/api/v1/votes").await;
+    assert_eq!(body["total"], total);
+    for name in restaurants {
+        assert_eq!(body["votes"][name], total / 4, "{name}");
+    }
+    assert_eq!(shared_pg().psql(&db_name, "SELECT sum(count) FROM restaurants"), total.to_string());
+    assert_eq!(b.get_json("/api/v1/votes").await["total"], total, "the other replica agrees");
+}
+
+#[tokio::test]
+async fn a_client_on_one_replica_sees_votes_cast_on_the_other() {
+    let (a, b, _) = two_replicas().await;
+    let mut on_a = a.events().await;
+    on_a.next_state(Duration::from_secs(5)).await.expect("initial state");
+    let started = std::time::Instant::now();
+    let r = b.request(Method::POST, "/api/v1/votes/ihop").await;
+    assert_eq!(r.headers()["x-served-by"], b.hostname.as_str());
+    let seen = on_a.until(Duration::from_secs(5), |s| s.votes.ihop == 1).await;
+    assert!(seen.is_some(), "the vote on B reached A's stream");
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(2), "took {took:?}");
+
+    b.get("/api/getstats").await.unwrap();
+    assert!(on_a.until(Duration::from_secs(5), |s| s.pageviews == 1).await.is_some(), "page views too");
+}
+
+#[tokio::test]
+async fn replicas_report_their_own_hostnames() {
+    let (a, b, _) = two_replicas().await;
+    assert_ne!(a.hostname, b.hostname);
+    assert_eq!(a.get("/api/hostname").await.unwrap().text().await.unwrap(), a.hostname);
+    assert_eq!(b.get_json("/api/getstats").await["hostname"], b.hostname.as_str());
+}
