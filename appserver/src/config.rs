@@ -71,7 +71,13 @@ pub struct Args {
     pub db_user: String,
 
     /// Postgres password [default: postgres_password, the original's].
-    #[arg(long, env = "YELB_DB_PASSWORD", hide_env_values = true, hide_default_value = true, default_value = "postgres_password")]
+    #[arg(
+        long,
+        env = "YELB_DB_PASSWORD",
+        hide_env_values = true,
+        hide_default_value = true,
+        default_value = "postgres_password"
+    )]
     pub db_password: String,
 
     /// Postgres database (created with the original schema when missing).
@@ -204,10 +210,9 @@ impl Config {
 
     /// Builds the typed configuration from parsed arguments.
     pub fn from_args(args: Args) -> Result<Config, ConfigError> {
-        let ip: IpAddr = args
-            .listen_addr
-            .parse()
-            .map_err(|_| bad("YELB_LISTEN_ADDR", &args.listen_addr, "expected an IP address such as 0.0.0.0 or ::"))?;
+        let ip: IpAddr = args.listen_addr.parse().map_err(|_| {
+            bad("YELB_LISTEN_ADDR", &args.listen_addr, "expected an IP address such as 0.0.0.0 or ::")
+        })?;
         let port: u16 = args
             .port
             .parse()
@@ -222,7 +227,11 @@ impl Config {
         };
         // The hostname goes into a response header on every answer.
         if !hostname.chars().all(|c| c.is_ascii_graphic()) || hostname.len() > 253 {
-            return Err(bad("YELB_HOSTNAME", &hostname, "expected printable ASCII without spaces, at most 253 characters"));
+            return Err(bad(
+                "YELB_HOSTNAME",
+                &hostname,
+                "expected printable ASCII without spaces, at most 253 characters",
+            ));
         }
         let log_format = match args.log_format.as_str() {
             "text" => LogFormat::Text,
@@ -244,12 +253,10 @@ impl Config {
     }
 
     fn vote_backend(args: &Args, rack: Option<RackEnv>) -> Result<VoteBackend, ConfigError> {
-        let pool_size: usize = args
-            .db_pool_size
-            .parse()
-            .ok()
-            .filter(|n| (2..=1000).contains(n))
-            .ok_or_else(|| bad("YELB_DB_POOL_SIZE", &args.db_pool_size, "expected a whole number from 2 to 1000"))?;
+        let pool_size: usize =
+            args.db_pool_size.parse().ok().filter(|n| (2..=1000).contains(n)).ok_or_else(|| {
+                bad("YELB_DB_POOL_SIZE", &args.db_pool_size, "expected a whole number from 2 to 1000")
+            })?;
         if let Some(url) = non_empty(args.database_url.as_ref()) {
             let config: yelb_db::PgConfig = url.parse().map_err(|e| {
                 // Never echo a URL that may hold a password.
@@ -263,7 +270,9 @@ impl Config {
             (None, Some(RackEnv::Production)) => "yelb-db".to_owned(),
             (None, Some(RackEnv::Development)) => "localhost".to_owned(),
             (None, Some(RackEnv::Custom)) => endpoint
-                .ok_or_else(|| bad("YELB_DB_SERVER_ENDPOINT", "", "RACK_ENV=custom needs the Postgres host here"))?
+                .ok_or_else(|| {
+                    bad("YELB_DB_SERVER_ENDPOINT", "", "RACK_ENV=custom needs the Postgres host here")
+                })?
                 .to_owned(),
             (None, None) => match endpoint {
                 Some(h) => h.to_owned(),
@@ -300,8 +309,9 @@ impl Config {
         let host = match rack {
             Some(RackEnv::Production) => "redis-server",
             Some(RackEnv::Development) => "localhost",
-            Some(RackEnv::Custom) => endpoint
-                .ok_or_else(|| bad("REDIS_SERVER_ENDPOINT", "", "RACK_ENV=custom needs the Redis host here"))?,
+            Some(RackEnv::Custom) => endpoint.ok_or_else(|| {
+                bad("REDIS_SERVER_ENDPOINT", "", "RACK_ENV=custom needs the Redis host here")
+            })?,
             None => match endpoint {
                 Some(h) => h,
                 None => return Ok(ViewBackend::Memory),
@@ -310,7 +320,8 @@ impl Config {
         if host.contains(['/', '@', ' ']) {
             return Err(bad("REDIS_SERVER_ENDPOINT", host, "expected a host name or address"));
         }
-        let host = if host.contains(':') && !host.starts_with('[') { format!("[{host}]") } else { host.to_owned() };
+        let host =
+            if host.contains(':') && !host.starts_with('[') { format!("[{host}]") } else { host.to_owned() };
         Ok(ViewBackend::Redis { url: SecretString::from(format!("redis://{host}:6379/")), key_prefix })
     }
 

@@ -6,11 +6,11 @@
 //! client; the details go to the log, the client gets a short, safe message.
 //! No handler answers 500.
 
+use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::Json;
-use yelb_core::wire::ErrorBody;
 use yelb_core::UnknownRestaurant;
+use yelb_core::wire::ErrorBody;
 
 /// Everything a request can fail with.
 #[derive(Debug, thiserror::Error)]
@@ -53,7 +53,9 @@ impl AppError {
 
     fn client_message(&self) -> String {
         match self {
-            AppError::Db(yelb_db::DbError::NotReady) => "the vote database is not ready yet; try again shortly".into(),
+            AppError::Db(yelb_db::DbError::NotReady) => {
+                "the vote database is not ready yet; try again shortly".into()
+            }
             AppError::Db(_) => "the vote database is unavailable; try again shortly".into(),
             AppError::Cache(_) => "the page-view counter (Redis) is unavailable; votes still work".into(),
             other => other.to_string(),

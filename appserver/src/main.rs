@@ -3,7 +3,7 @@
 
 use std::process::ExitCode;
 
-use yelb_appserver::{shutdown_signal, telemetry, Application, Config};
+use yelb_appserver::{Application, Config, shutdown_signal, telemetry};
 
 #[tokio::main]
 async fn main() -> ExitCode {

@@ -1,7 +1,7 @@
 //! The shared state every handler gets: [`AppState`].
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use tokio_util::sync::CancellationToken;
 use yelb_core::wire::LiveState;

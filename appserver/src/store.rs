@@ -8,8 +8,8 @@
 //! same promises as the real ones (a vote returns its own count; a read sees
 //! every vote acknowledged before it) and pass the same test suite.
 
-use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
 use yelb_cache::Cache;
@@ -125,12 +125,10 @@ impl ViewStore {
     pub async fn health(&self) -> BackendHealth {
         match self {
             ViewStore::Memory(_) => BackendHealth::Memory,
-            ViewStore::Redis(cache) => {
-                match tokio::time::timeout(CHECK_TIMEOUT, cache.ping()).await {
-                    Ok(Ok(())) => BackendHealth::Up,
-                    _ => BackendHealth::Down,
-                }
-            }
+            ViewStore::Redis(cache) => match tokio::time::timeout(CHECK_TIMEOUT, cache.ping()).await {
+                Ok(Ok(())) => BackendHealth::Up,
+                _ => BackendHealth::Down,
+            },
         }
     }
 }

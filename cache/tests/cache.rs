@@ -1,12 +1,15 @@
 //! The Redis tier against a real Redis started by the test harness.
 
+// Tests fail loudly on purpose: an unwrap is an assertion here.
+#![allow(clippy::unwrap_used)]
+
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 use yelb_cache::{Cache, CacheOptions};
-use yelb_core::wire::LiveState;
 use yelb_core::VoteCounts;
-use yelb_testkit::{shared_redis, unique_name, RedisServer};
+use yelb_core::wire::LiveState;
+use yelb_testkit::{RedisServer, shared_redis, unique_name};
 
 fn cache(url: &str, prefix: &str) -> Cache {
     let options = CacheOptions { key_prefix: prefix.to_owned(), timeout: Duration::from_millis(300) };

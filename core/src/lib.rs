@@ -36,20 +36,12 @@ pub enum Restaurant {
 
 impl Restaurant {
     /// All restaurants in the order of the original `/api/getvotes` body.
-    pub const ALL: [Restaurant; 4] = [
-        Restaurant::Outback,
-        Restaurant::Bucadibeppo,
-        Restaurant::Ihop,
-        Restaurant::Chipotle,
-    ];
+    pub const ALL: [Restaurant; 4] =
+        [Restaurant::Outback, Restaurant::Bucadibeppo, Restaurant::Ihop, Restaurant::Chipotle];
 
     /// All restaurants in the order the original UI shows its cards.
-    pub const CARD_ORDER: [Restaurant; 4] = [
-        Restaurant::Ihop,
-        Restaurant::Chipotle,
-        Restaurant::Outback,
-        Restaurant::Bucadibeppo,
-    ];
+    pub const CARD_ORDER: [Restaurant; 4] =
+        [Restaurant::Ihop, Restaurant::Chipotle, Restaurant::Outback, Restaurant::Bucadibeppo];
 
     /// The name used in URLs, JSON and the database (`"bucadibeppo"`).
     pub const fn slug(self) -> &'static str {
@@ -112,9 +104,7 @@ impl FromStr for Restaurant {
         Restaurant::ALL
             .into_iter()
             .find(|r| r.slug() == name)
-            .ok_or_else(|| UnknownRestaurant {
-                name: name.chars().take(64).collect(),
-            })
+            .ok_or_else(|| UnknownRestaurant { name: name.chars().take(64).collect() })
     }
 }
 

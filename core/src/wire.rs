@@ -24,10 +24,7 @@ pub struct LegacyVote {
 
 /// The original `/api/getvotes` body: all four, always in [`Restaurant::ALL`] order.
 pub fn legacy_votes(counts: &VoteCounts) -> Vec<LegacyVote> {
-    counts
-        .iter()
-        .map(|(r, value)| LegacyVote { name: r.slug().to_owned(), value })
-        .collect()
+    counts.iter().map(|(r, value)| LegacyVote { name: r.slug().to_owned(), value }).collect()
 }
 
 /// The original `/api/getstats` body.

@@ -19,7 +19,7 @@
 use std::sync::Arc;
 
 use deadpool_postgres::Pool;
-use tokio::sync::{mpsc, oneshot, Semaphore};
+use tokio::sync::{Semaphore, mpsc, oneshot};
 use yelb_core::{Restaurant, VoteCounts};
 
 use crate::{DbError, Result, VoteOutcome};

@@ -12,8 +12,8 @@
 //! Every step tolerates another replica doing the same at the same moment.
 
 use deadpool_postgres::Pool;
-use tokio_postgres::error::SqlState;
 use tokio_postgres::NoTls;
+use tokio_postgres::error::SqlState;
 use yelb_core::Restaurant;
 
 use crate::{DbError, PgConfig, Result};

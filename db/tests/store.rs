@@ -1,11 +1,14 @@
 //! The vote store against a real Postgres started by the test harness.
 
+// Tests fail loudly on purpose: an unwrap is an assertion here.
+#![allow(clippy::unwrap_used)]
+
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use yelb_core::{Restaurant, VoteCounts};
 use yelb_db::{Db, DbError, DbOptions, PgConfig};
-use yelb_testkit::{shared_pg, unique_name, PgServer};
+use yelb_testkit::{PgServer, shared_pg, unique_name};
 
 fn config(pg: &PgServer, dbname: &str) -> PgConfig {
     pg.url(dbname).parse().expect("valid url")
@@ -24,8 +27,7 @@ async fn ensure_schema_creates_the_database_table_and_four_seed_rows() {
     assert_eq!(db.votes().await.unwrap(), VoteCounts::default());
     let rows = shared_pg().psql(&name, "SELECT name || '|' || count FROM restaurants ORDER BY name");
     assert_eq!(
-        rows,
-        "bucadibeppo|0\nchipotle|0\nihop|0\noutback|0",
+        rows, "bucadibeppo|0\nchipotle|0\nihop|0\noutback|0",
         "char(30) values concatenate without their padding"
     );
     let columns = shared_pg().psql(
@@ -90,10 +92,7 @@ async fn each_vote_returns_its_own_count_and_is_read_back() {
     assert_eq!(second.count, 2);
     assert_eq!(second.counts.chipotle, 2);
     assert_eq!(db.vote(Restaurant::Outback).await.unwrap().count, 1);
-    assert_eq!(
-        db.votes().await.unwrap(),
-        VoteCounts { chipotle: 2, outback: 1, ..Default::default() }
-    );
+    assert_eq!(db.votes().await.unwrap(), VoteCounts { chipotle: 2, outback: 1, ..Default::default() });
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -146,7 +145,11 @@ async fn when_postgres_goes_down_calls_fail_fast_and_recover_when_it_returns() {
     assert!(db.vote(Restaurant::Ihop).await.is_err());
     assert!(db.votes().await.is_err());
     assert!(db.ping().await.is_err());
-    assert!(started.elapsed() < Duration::from_secs(5), "failures must be quick, took {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "failures must be quick, took {:?}",
+        started.elapsed()
+    );
 
     pg.start();
     // Connections broken by the restart are replaced; allow a bounded few tries.

@@ -13,14 +13,14 @@
 //! with the thread that started it, so a test process killed mid-run leaves no
 //! server behind. Nothing here talks to anything but 127.0.0.1.
 
+use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{mpsc, OnceLock};
+use std::sync::{OnceLock, mpsc};
 use std::time::{Duration, Instant};
-use std::io::{Read, Write};
 
 /// How long a server may take to accept connections before we give up.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
@@ -113,8 +113,7 @@ fn kill(child: &mut Child, signal: libc::c_int) {
 /// Spawns a server from a thread that outlives every test, so the death
 /// signal fires only when the whole process ends.
 fn spawn_from_keeper(mut cmd: Command) -> std::io::Result<Child> {
-    static KEEPER: OnceLock<mpsc::Sender<(Command, mpsc::Sender<std::io::Result<Child>>)>> =
-        OnceLock::new();
+    static KEEPER: OnceLock<mpsc::Sender<(Command, mpsc::Sender<std::io::Result<Child>>)>> = OnceLock::new();
     let keeper = KEEPER.get_or_init(|| {
         let (tx, rx) = mpsc::channel::<(Command, mpsc::Sender<std::io::Result<Child>>)>();
         std::thread::Builder::new()
@@ -168,10 +167,7 @@ impl PgServer {
     }
 
     fn init_stopped(durable: bool) -> PgServer {
-        let dir = tempfile::Builder::new()
-            .prefix("yelb-testkit-pg-")
-            .tempdir()
-            .expect("create temp dir");
+        let dir = tempfile::Builder::new().prefix("yelb-testkit-pg-").tempdir().expect("create temp dir");
         let ids = postgres_ids();
         if let Some((uid, gid)) = ids {
             std::os::unix::fs::chown(dir.path(), Some(uid), Some(gid)).expect("chown data dir");

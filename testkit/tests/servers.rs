@@ -1,5 +1,8 @@
 //! The harness itself: servers start, answer, stop and come back.
 
+// Tests fail loudly on purpose: an unwrap is an assertion here.
+#![allow(clippy::unwrap_used)]
+
 use yelb_testkit::{PgServer, RedisServer};
 
 #[test]

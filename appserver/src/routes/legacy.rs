@@ -5,13 +5,13 @@
 //! does not vote, and a vote's count is read inside its own write (so it is
 //! exactly this vote's count).
 
-use axum::extract::{Path, State};
-use axum::http::header::CONTENT_TYPE;
-use axum::http::HeaderValue;
-use axum::response::{IntoResponse, Response};
 use axum::Json;
-use yelb_core::wire::{legacy_votes, LegacyStats, LegacyVote};
+use axum::extract::{Path, State};
+use axum::http::HeaderValue;
+use axum::http::header::CONTENT_TYPE;
+use axum::response::{IntoResponse, Response};
 use yelb_core::Restaurant;
+use yelb_core::wire::{LegacyStats, LegacyVote, legacy_votes};
 
 use crate::{AppError, AppState};
 

@@ -13,7 +13,7 @@ use axum::extract::Request;
 use axum::http::header::{ACCESS_CONTROL_ALLOW_HEADERS, ACCESS_CONTROL_ALLOW_METHODS};
 use axum::http::{HeaderName, HeaderValue, Method, Uri};
 use axum::routing::{get, post};
-use axum::{middleware, Router};
+use axum::{Router, middleware};
 use tower::ServiceExt as _;
 use tower_http::cors::{AllowHeaders, AllowMethods, CorsLayer};
 use tower_http::set_header::SetResponseHeaderLayer;
@@ -34,8 +34,8 @@ const CORS_METHODS: &str = "GET,POST,PUT,DELETE,OPTIONS";
 
 /// The router, with every route and layer. Pure: no I/O until served.
 pub fn app(state: AppState) -> Router {
-    let served_by = HeaderValue::from_str(state.hostname())
-        .unwrap_or_else(|_| HeaderValue::from_static("unknown"));
+    let served_by =
+        HeaderValue::from_str(state.hostname()).unwrap_or_else(|_| HeaderValue::from_static("unknown"));
     let cors = CorsLayer::new()
         .allow_origin(tower_http::cors::Any)
         .allow_methods(AllowMethods::list([
@@ -46,7 +46,9 @@ pub fn app(state: AppState) -> Router {
             Method::OPTIONS,
         ]))
         .allow_headers(AllowHeaders::list(
-            CORS_HEADERS.split(',').map(|h| HeaderName::from_bytes(h.as_bytes()).expect("valid header names")),
+            CORS_HEADERS
+                .split(',')
+                .map(|h| HeaderName::from_bytes(h.as_bytes()).expect("valid header names")),
         ));
     // The CORS layer answers preflights; the two overriding layers then put
     // the original's exact header strings on every answer, preflight or not.
@@ -83,12 +85,16 @@ pub fn app(state: AppState) -> Router {
 }
 
 /// [`app`] behind path normalisation, ready for `axum::serve`.
-pub fn service(state: AppState) -> impl tower::Service<
+pub fn service(
+    state: AppState,
+) -> impl tower::Service<
     Request,
     Response = axum::response::Response,
     Error = std::convert::Infallible,
     Future = impl Send,
-> + Clone + Send + 'static {
+> + Clone
++ Send
++ 'static {
     app(state).map_request(collapse_slashes)
 }
 

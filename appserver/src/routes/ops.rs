@@ -1,15 +1,15 @@
 //! Operations endpoints: liveness, readiness, metrics, the OpenAPI document
 //! and a small index at `/`.
 
-use axum::extract::State;
-use axum::http::header::CONTENT_TYPE;
-use axum::http::StatusCode;
-use axum::response::IntoResponse;
 use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::http::header::CONTENT_TYPE;
+use axum::response::IntoResponse;
 use serde::Serialize;
 
-use crate::store::BackendHealth;
 use crate::AppState;
+use crate::store::BackendHealth;
 
 /// The OpenAPI 3.1 description of both APIs.
 pub const OPENAPI: &str = include_str!("../../openapi.json");
@@ -51,16 +51,14 @@ pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
         "ready" | "degraded" => StatusCode::OK,
         _ => StatusCode::SERVICE_UNAVAILABLE,
     };
-    let body = Readiness { status, hostname: state.hostname().to_owned(), checks: Checks { postgres, redis } };
+    let body =
+        Readiness { status, hostname: state.hostname().to_owned(), checks: Checks { postgres, redis } };
     (code, Json(body))
 }
 
 /// `GET /metrics`: Prometheus text exposition.
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
-    (
-        [(CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
-        state.metrics().render(),
-    )
+    ([(CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], state.metrics().render())
 }
 
 /// `GET /api/openapi.json`.

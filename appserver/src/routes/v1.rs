@@ -4,14 +4,14 @@
 use std::convert::Infallible;
 use std::time::Duration;
 
+use axum::Json;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, State};
 use axum::response::sse::{Event, KeepAlive, Sse};
-use axum::Json;
 use futures_util::{Stream, StreamExt};
 use tokio_stream::wrappers::WatchStream;
-use yelb_core::wire::{LiveState, StatsBody, VoteReceipt, VoteRequest, VotesBody};
 use yelb_core::Restaurant;
+use yelb_core::wire::{LiveState, StatsBody, VoteReceipt, VoteRequest, VotesBody};
 
 use crate::{AppError, AppState};
 

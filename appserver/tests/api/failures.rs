@@ -4,9 +4,9 @@
 use std::time::{Duration, Instant};
 
 use reqwest::Method;
-use yelb_testkit::{shared_pg, shared_redis, unique_name, PgServer, RedisServer};
+use yelb_testkit::{PgServer, RedisServer, shared_pg, shared_redis, unique_name};
 
-use crate::helpers::{spawn_with, TestApp};
+use crate::helpers::{TestApp, spawn_with};
 
 async fn status_of(app: &TestApp, path: &str) -> (u16, serde_json::Value) {
     let r = app.get(path).await.unwrap();
@@ -153,7 +153,11 @@ async fn graceful_shutdown_fails_readiness_first_then_ends_streams_and_returns()
     let r = client.get(format!("{base}/readyz")).send().await.unwrap();
     assert_eq!(r.status(), 503, "readiness fails during the delay");
     assert_eq!(r.json::<serde_json::Value>().await.unwrap()["status"], "shutting down");
-    assert_eq!(client.get(format!("{base}/api/getvotes")).send().await.unwrap().status(), 200, "still serving");
+    assert_eq!(
+        client.get(format!("{base}/api/getvotes")).send().await.unwrap().status(),
+        200,
+        "still serving"
+    );
 
     // The stream ends cleanly once the delay is over.
     let end = tokio::time::timeout(Duration::from_secs(5), async {

@@ -9,7 +9,7 @@ use futures_util::StreamExt;
 use reqwest::{Method, Response};
 use tokio::sync::oneshot;
 use yelb_appserver::config::Args;
-use yelb_appserver::{build_state, Config, ShutdownTiming};
+use yelb_appserver::{Config, ShutdownTiming, build_state};
 use yelb_core::wire::LiveState;
 use yelb_testkit::{shared_pg, shared_redis, unique_name};
 
@@ -117,13 +117,11 @@ impl TestApp {
     pub async fn wait_ready(self) -> TestApp {
         let deadline = Instant::now() + Duration::from_secs(15);
         loop {
-            if let Ok(r) = self.get("/readyz").await {
-                if r.status() == 200 {
-                    let body: serde_json::Value = r.json().await.unwrap();
-                    if body["status"] == "ready" {
-                        return self;
-                    }
-                }
+            if let Ok(r) = self.get("/readyz").await
+                && r.status() == 200
+                && r.json::<serde_json::Value>().await.unwrap()["status"] == "ready"
+            {
+                return self;
             }
             assert!(Instant::now() < deadline, "app did not become ready");
             tokio::time::sleep(Duration::from_millis(20)).await;

@@ -6,7 +6,7 @@ use std::time::Duration;
 use reqwest::Method;
 use yelb_core::VoteCounts;
 
-use crate::helpers::{spawn_app, Backend};
+use crate::helpers::{Backend, spawn_app};
 use crate::on_both_backends;
 
 async fn post_with_a_json_body_votes_and_returns_a_receipt(b: Backend) {
@@ -25,7 +25,8 @@ async fn post_on_a_restaurant_path_votes(b: Backend) {
     assert_eq!(r.status(), 200);
     let body: serde_json::Value = r.json().await.unwrap();
     assert_eq!(body["count"], 1);
-    let body: serde_json::Value = app.request(Method::POST, "//api/v1/votes/chipotle").await.json().await.unwrap();
+    let body: serde_json::Value =
+        app.request(Method::POST, "//api/v1/votes/chipotle").await.json().await.unwrap();
     assert_eq!(body["count"], 2);
 }
 
@@ -125,9 +126,19 @@ async fn the_openapi_document_describes_every_api_route(b: Backend) {
     assert_eq!(doc["openapi"], "3.1.0");
     let paths = doc["paths"].as_object().unwrap();
     for path in [
-        "/api/getvotes", "/api/getstats", "/api/pageviews", "/api/hostname", "/api/{restaurant}",
-        "/api/v1/votes", "/api/v1/votes/{restaurant}", "/api/v1/stats", "/api/v1/pageviews",
-        "/api/v1/events", "/healthz", "/readyz", "/metrics",
+        "/api/getvotes",
+        "/api/getstats",
+        "/api/pageviews",
+        "/api/hostname",
+        "/api/{restaurant}",
+        "/api/v1/votes",
+        "/api/v1/votes/{restaurant}",
+        "/api/v1/stats",
+        "/api/v1/pageviews",
+        "/api/v1/events",
+        "/healthz",
+        "/readyz",
+        "/metrics",
     ] {
         assert!(paths.contains_key(path), "{path} is documented");
     }

@@ -1,6 +1,6 @@
 //! Health, readiness, metrics and the index.
 
-use crate::helpers::{spawn_app, Backend};
+use crate::helpers::{Backend, spawn_app};
 use crate::on_both_backends;
 
 async fn healthz_answers_ok(b: Backend) {

@@ -3,7 +3,7 @@
 
 use reqwest::Method;
 
-use crate::helpers::{spawn_app, Backend};
+use crate::helpers::{Backend, spawn_app};
 use crate::on_both_backends;
 
 const CORS_HEADERS: &str = "Authorization,Accepts,Content-Type,X-CSRF-Token,X-Requested-With";
@@ -73,7 +73,11 @@ async fn pageviews_counts_a_view_and_returns_a_bare_integer(b: Backend) {
     assert_eq!(r.headers()["content-type"], "application/json");
     assert_eq!(r.text().await.unwrap(), "1");
     app.get("/api/getstats").await.unwrap();
-    assert_eq!(app.get("/api/pageviews").await.unwrap().text().await.unwrap(), "3", "one counter for both routes");
+    assert_eq!(
+        app.get("/api/pageviews").await.unwrap().text().await.unwrap(),
+        "3",
+        "one counter for both routes"
+    );
 }
 
 async fn hostname_is_bare_unquoted_text(b: Backend) {
@@ -145,7 +149,9 @@ async fn an_unknown_restaurant_is_a_404_naming_the_valid_ones(b: Backend) {
 
 async fn wrong_methods_on_original_routes_are_405_json(b: Backend) {
     let app = spawn_app(b).await;
-    for (method, path) in [(Method::POST, "/api/getvotes"), (Method::DELETE, "/api/ihop"), (Method::PUT, "/api/hostname")] {
+    for (method, path) in
+        [(Method::POST, "/api/getvotes"), (Method::DELETE, "/api/ihop"), (Method::PUT, "/api/hostname")]
+    {
         let r = app.request(method.clone(), path).await;
         assert_eq!(r.status(), 405, "{method} {path}");
         assert_original_headers(&r, &app.hostname);

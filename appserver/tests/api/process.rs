@@ -48,12 +48,8 @@ fn help_and_the_readme_list_the_same_variables() {
     let out = Command::new(BIN).arg("--help").output().unwrap();
     assert!(out.status.success());
     let help = String::from_utf8_lossy(&out.stdout);
-    let mut in_help: Vec<String> = help
-        .split("[env: ")
-        .skip(1)
-        .filter_map(|s| s.split(|c| c == ']' || c == '=').next())
-        .map(str::to_owned)
-        .collect();
+    let mut in_help: Vec<String> =
+        help.split("[env: ").skip(1).filter_map(|s| s.split([']', '=']).next()).map(str::to_owned).collect();
     in_help.push("RUST_LOG".to_owned()); // read by tracing, documented in YELB_LOG_FORMAT's help
     in_help.sort();
     let mut in_readme = readme_variables();

@@ -7,7 +7,7 @@ use futures_util::StreamExt;
 use reqwest::Method;
 use yelb_testkit::{shared_pg, shared_redis, unique_name};
 
-use crate::helpers::{spawn_with, TestApp};
+use crate::helpers::{TestApp, spawn_with};
 
 async fn two_replicas() -> (TestApp, TestApp, String) {
     let db_name = unique_name("yelb_pair");

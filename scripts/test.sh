@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# The test command: installs the Postgres and Redis server binaries if missing
+# (the tests start and stop their own throwaway servers on 127.0.0.1), then
+# checks formatting and lints and runs every test in the workspace.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need=()
+compgen -G '/usr/lib/postgresql/*/bin/postgres' >/dev/null || need+=(postgresql)
+command -v redis-server >/dev/null || need+=(redis-server)
+if [ ${#need[@]} -gt 0 ]; then
+  echo "installing: ${need[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+# The Debian packages start their own servers; the tests need none of them.
+for svc in postgresql redis-server; do
+  service "$svc" stop >/dev/null 2>&1 || true
+done
+
+rustup component add rustfmt clippy >/dev/null 2>&1 || true
+cargo fmt --all --check
+cargo clippy --workspace --all-targets --locked -- -D warnings
+cargo test --workspace --locked
