@@ -40,6 +40,12 @@ impl Default for LiveHub {
 impl LiveHub {
     /// Folds in a state from anywhere; wakes subscribers if it changed anything.
     pub fn merge(&self, update: &LiveState) -> bool {
+        // Most updates (every read under load) change nothing: find that out
+        // under the shared read lock before taking the write lock.
+        let mut probe = *self.state.borrow();
+        if !probe.merge(update) {
+            return false;
+        }
         self.state.send_if_modified(|current| current.merge(update))
     }
 

@@ -27,21 +27,16 @@ use crate::{DbError, Result, VoteOutcome};
 /// The most votes one statement carries; more wait for the next commit.
 const MAX_VOTE_BATCH: usize = 4096;
 
-/// Adds a batch of votes as one upsert and returns every restaurant's count.
+/// Adds a batch of votes as one upsert and returns the new count of every
+/// restaurant the batch touched.
 ///
 /// The upsert (rather than a plain UPDATE) means a seed row someone deleted
-/// comes back instead of swallowing votes. Rows the batch did not touch are
-/// read in the same statement, so the caller gets all four counts.
+/// comes back instead of swallowing votes.
 const VOTE_BATCH: &str = "\
-WITH voted AS (
-    INSERT INTO restaurants AS r (name, count)
-    SELECT v.name, v.n FROM unnest($1::text[], $2::int4[]) AS v(name, n)
-    ON CONFLICT (name) DO UPDATE SET count = coalesce(r.count, 0) + excluded.count
-    RETURNING r.name, r.count
-)
-SELECT trim(name), count FROM voted
-UNION ALL
-SELECT trim(name), coalesce(count, 0) FROM restaurants WHERE name NOT IN (SELECT name FROM voted)";
+INSERT INTO restaurants AS r (name, count)
+SELECT v.name, v.n FROM unnest($1::text[], $2::int4[]) AS v(name, n)
+ON CONFLICT (name) DO UPDATE SET count = coalesce(r.count, 0) + excluded.count
+RETURNING trim(r.name), r.count";
 
 const READ_ALL: &str = "SELECT trim(name), coalesce(count, 0) FROM restaurants";
 

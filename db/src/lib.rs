@@ -62,11 +62,15 @@ pub struct DbOptions {
     /// take, before the request fails with [`DbError::Unavailable`]. Short, so
     /// that while Postgres is down callers get a quick 503, not a hang.
     pub acquire_timeout: Duration,
+    /// Vote commits in flight at once (see [`batch`]).
+    pub write_slots: usize,
+    /// Shared reads in flight at once (see [`batch`]).
+    pub read_slots: usize,
 }
 
 impl Default for DbOptions {
     fn default() -> Self {
-        DbOptions { pool_size: 8, acquire_timeout: Duration::from_secs(2) }
+        DbOptions { pool_size: 8, acquire_timeout: Duration::from_secs(2), write_slots: 2, read_slots: 1 }
     }
 }
 
@@ -90,7 +94,9 @@ struct Inner {
 pub struct VoteOutcome {
     /// The restaurant's count right after this vote.
     pub count: i64,
-    /// Every restaurant's count as of the commit that carried this vote.
+    /// The counts the commit that carried this vote returned: exact for every
+    /// restaurant voted for in that commit, 0 for the others. Counts only grow,
+    /// so callers combine these with [`VoteCounts::merge_max`].
     pub counts: VoteCounts,
 }
 
@@ -122,10 +128,13 @@ impl Db {
             .runtime(Runtime::Tokio1)
             .build()
             .map_err(|e| DbError::Config(e.to_string()))?;
-        // Half the pool writes and a quarter reads, so neither starves the
-        // other and a connection stays free for health checks and schema work.
-        let writers = (options.pool_size / 2).max(1);
-        let readers = (options.pool_size / 4).max(1);
+        // Few commits in flight on purpose: while one commit waits for its
+        // WAL flush the next batch grows, so Postgres does a few large
+        // commits instead of many small ones (its CPU per commit, not per
+        // vote, is the limit). Reads likewise. The rest of the pool stays
+        // free for health checks and schema work.
+        let writers = options.write_slots.clamp(1, options.pool_size - 1);
+        let readers = options.read_slots.clamp(1, options.pool_size - 1);
         Ok(Db {
             inner: Arc::new(Inner {
                 votes: batch::VoteBatcher::spawn(pool.clone(), writers),
