@@ -23,7 +23,7 @@ use yelb_core::wire::LiveState;
 
 /// The least time between two publishes from one replica: a burst of votes
 /// becomes one message per window, well inside the 250 ms latency budget.
-const PUBLISH_INTERVAL: Duration = Duration::from_millis(10);
+const PUBLISH_INTERVAL: Duration = Duration::from_millis(5);
 
 /// This replica's newest known state. Shared through an `Arc` in the app state.
 pub struct LiveHub {

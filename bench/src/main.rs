@@ -205,10 +205,10 @@ async fn main() -> Result<()> {
     let ceiling = wrk(&format!("http://127.0.0.1:{hello_port}/"), None, seconds)?;
     drop(hello);
 
-    // Start-up: best of three cold starts (each on the already-created schema
-    // except the first, which creates it).
+    // Start-up: the first start creates the database (CREATE DATABASE copies
+    // a template and fsyncs it); the later ones find the schema in place.
     let mut ready_times = Vec::new();
-    for i in 0..3 {
+    for i in 0..5 {
         let port = free_port();
         let (proc, took) = spawn_appserver(port, &pg, &redis, &format!("bench-start-{i}"))?;
         ready_times.push(took);
@@ -272,14 +272,17 @@ async fn main() -> Result<()> {
         "votes: {acknowledged} acknowledged, {committed} committed in Postgres -> {}",
         if committed >= acknowledged as i64 { "every acknowledged vote committed" } else { "VOTES LOST" }
     );
-    let mut sorted = ready_times.clone();
+    let first = ready_times[0];
+    let mut sorted = ready_times[1..].to_vec();
     sorted.sort();
     println!(
-        "start to ready (spawn -> /readyz 200 with Postgres and Redis up): best {:.1} ms, median {:.1} ms, worst {:.1} ms over {} starts",
-        sorted[0].as_secs_f64() * 1000.0,
+        "start to ready (spawn -> /readyz 200 with Postgres and Redis up): {:.1} ms median of {} starts \
+         (best {:.1}, worst {:.1}); the very first start, which also creates the database: {:.1} ms",
         sorted[sorted.len() / 2].as_secs_f64() * 1000.0,
+        sorted.len(),
+        sorted[0].as_secs_f64() * 1000.0,
         sorted[sorted.len() - 1].as_secs_f64() * 1000.0,
-        sorted.len()
+        first.as_secs_f64() * 1000.0,
     );
     println!(
         "RSS: idle {:.1} MB, after load {:.1} MB, peak {:.1} MB",

@@ -70,7 +70,7 @@ pub struct DbOptions {
 
 impl Default for DbOptions {
     fn default() -> Self {
-        DbOptions { pool_size: 8, acquire_timeout: Duration::from_secs(2), write_slots: 2, read_slots: 1 }
+        DbOptions { pool_size: 8, acquire_timeout: Duration::from_secs(2), write_slots: 1, read_slots: 1 }
     }
 }
 
@@ -131,7 +131,8 @@ impl Db {
         // Few commits in flight on purpose: while one commit waits for its
         // WAL flush the next batch grows, so Postgres does a few large
         // commits instead of many small ones (its CPU per commit, not per
-        // vote, is the limit). Reads likewise. The rest of the pool stays
+        // vote, is the limit; BENCHMARKS.md has the figures for 4, 2 and 1
+        // slots). Reads likewise. The rest of the pool stays
         // free for health checks and schema work.
         let writers = options.write_slots.clamp(1, options.pool_size - 1);
         let readers = options.read_slots.clamp(1, options.pool_size - 1);
