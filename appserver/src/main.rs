@@ -21,6 +21,8 @@ async fn main() -> ExitCode {
         }
     };
     telemetry::init(config.log_format);
+    // Before binding: see `shutdown_signal`.
+    let shutdown = shutdown_signal();
     let app = match Application::build(config).await {
         Ok(app) => app,
         Err(e) => {
@@ -28,7 +30,7 @@ async fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    match app.run_until(shutdown_signal()).await {
+    match app.run_until(shutdown).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("server failed: {e}");

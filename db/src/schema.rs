@@ -9,7 +9,11 @@
 //! 2. `restaurants (name char(30) PRIMARY KEY, count integer)`;
 //! 3. one row per restaurant at 0.
 //!
-//! Every step tolerates another replica doing the same at the same moment.
+//! Every step tolerates another replica doing the same at the same moment:
+//! the table and its seed rows are created in one transaction that first
+//! takes a transaction-scoped advisory lock, because concurrent
+//! `CREATE TABLE IF NOT EXISTS` statements can still collide in the catalog
+//! (seen in CI as `type "restaurants" already exists`).
 
 use deadpool_postgres::Pool;
 use tokio_postgres::NoTls;
@@ -21,34 +25,34 @@ use crate::{DbError, PgConfig, Result};
 const CREATE_TABLE: &str =
     "CREATE TABLE IF NOT EXISTS restaurants (name char(30) PRIMARY KEY, count integer)";
 
+/// Serialises schema creation between replicas; released at commit.
+const LOCK: &str = "SELECT pg_advisory_xact_lock(hashtext('yelb:schema'))";
+
 const SEED: &str = "INSERT INTO restaurants (name, count) \
      SELECT unnest($1::text[]), 0 ON CONFLICT (name) DO NOTHING";
 
 /// Runs the three steps (see the module docs).
 pub async fn ensure(pg_config: &PgConfig, pool: &Pool) -> Result<()> {
     match pool.get().await {
-        Ok(client) => create_table(&client).await,
+        Ok(mut client) => create_table(&mut client).await,
         Err(deadpool_postgres::PoolError::Backend(e))
             if e.code() == Some(&SqlState::INVALID_CATALOG_NAME) =>
         {
             create_database(pg_config).await?;
-            let client = pool.get().await?;
-            create_table(&client).await
+            let mut client = pool.get().await?;
+            create_table(&mut client).await
         }
         Err(e) => Err(e.into()),
     }
 }
 
-async fn create_table(client: &tokio_postgres::Client) -> Result<()> {
-    match client.execute(CREATE_TABLE, &[]).await {
-        Ok(_) => {}
-        // Two replicas racing on CREATE TABLE IF NOT EXISTS: one of them can
-        // still trip over the other's catalog row. The table is there.
-        Err(e) if e.code() == Some(&SqlState::UNIQUE_VIOLATION) => {}
-        Err(e) => return Err(e.into()),
-    }
+async fn create_table(client: &mut deadpool_postgres::Object) -> Result<()> {
+    let tx = client.transaction().await?;
+    tx.execute(LOCK, &[]).await?;
+    tx.execute(CREATE_TABLE, &[]).await?;
     let names: Vec<&str> = Restaurant::ALL.iter().map(|r| r.slug()).collect();
-    client.execute(SEED, &[&names]).await?;
+    tx.execute(SEED, &[&names]).await?;
+    tx.commit().await?;
     Ok(())
 }
 

@@ -51,7 +51,7 @@ async fn ensure_schema_is_idempotent_and_keeps_existing_votes() {
 async fn many_replicas_creating_the_schema_at_once_all_succeed() {
     let name = unique_name("yelb_race");
     let mut tasks = Vec::new();
-    for _ in 0..6 {
+    for _ in 0..12 {
         let db = Db::new(config(shared_pg(), &name), &DbOptions::default()).unwrap();
         tasks.push(tokio::spawn(async move { db.ensure_schema().await }));
     }
