@@ -108,6 +108,10 @@ pub struct Args {
     #[arg(long, env = "REDIS_SERVER_ENDPOINT")]
     pub redis_server_endpoint: Option<String>,
 
+    /// Seconds between heartbeat comments on an idle event stream (keeps proxies from closing it).
+    #[arg(long, env = "YELB_EVENTS_HEARTBEAT", default_value = "15")]
+    pub events_heartbeat: String,
+
     /// Seconds /readyz reports "shutting down" before the server stops taking connections (give load balancers time to notice).
     #[arg(long, env = "YELB_SHUTDOWN_DELAY", default_value = "0")]
     pub shutdown_delay: String,
@@ -171,6 +175,8 @@ pub struct Config {
     pub shutdown_delay: Duration,
     /// How long in-flight requests get before exit.
     pub shutdown_timeout: Duration,
+    /// Heartbeat interval of idle event streams.
+    pub events_heartbeat: Duration,
 }
 
 /// The original's `RACK_ENV` presets.
@@ -249,6 +255,12 @@ impl Config {
             views,
             shutdown_delay: parse_secs("YELB_SHUTDOWN_DELAY", &args.shutdown_delay)?,
             shutdown_timeout: parse_secs("YELB_SHUTDOWN_TIMEOUT", &args.shutdown_timeout)?,
+            events_heartbeat: match parse_secs("YELB_EVENTS_HEARTBEAT", &args.events_heartbeat)? {
+                d if d.is_zero() => {
+                    return Err(bad("YELB_EVENTS_HEARTBEAT", &args.events_heartbeat, "must be more than 0"));
+                }
+                d => d,
+            },
         })
     }
 
@@ -432,6 +444,7 @@ mod tests {
             ("log-format", "xml", "YELB_LOG_FORMAT"),
             ("db-pool-size", "1", "YELB_DB_POOL_SIZE"),
             ("shutdown-timeout", "-3", "YELB_SHUTDOWN_TIMEOUT"),
+            ("events-heartbeat", "0", "YELB_EVENTS_HEARTBEAT"),
             ("redis-url", "http://x", "YELB_REDIS_URL"),
             ("database-url", "mysql:://nope nope", "YELB_DATABASE_URL"),
         ] {

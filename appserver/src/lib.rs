@@ -7,9 +7,9 @@
 //! - [`run`]: the server as a function of a bound listener, a state and a
 //!   shutdown future.
 //! - [`routes`]: the HTTP surface; [`routes::app`] is the pure router.
-//! - [`state`], [`store`], [`live`], [`metrics`], [`error`], [`telemetry`]:
-//!   shared state, the two stores, live events, Prometheus metrics, the error
-//!   type, logging.
+//! - [`state`], [`store`], [`live`], [`replicas`], [`metrics`], [`error`],
+//!   [`telemetry`]: shared state, the two stores, live events, the per-replica
+//!   request counts, Prometheus metrics, the error type, logging.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -23,6 +23,7 @@ pub mod config;
 pub mod error;
 pub mod live;
 pub mod metrics;
+pub mod replicas;
 pub mod routes;
 pub mod state;
 pub mod store;
@@ -104,7 +105,7 @@ pub fn build_state(config: &Config) -> anyhow::Result<AppState> {
             ViewStore::Redis(yelb_cache::Cache::new(url.expose_secret(), &options)?)
         }
     };
-    let state = AppState::new(config.hostname.clone(), votes, views);
+    let state = AppState::new(config.hostname.clone(), votes, views, config.events_heartbeat);
     tracing::info!(hostname = %config.hostname, "{}", config.describe_backends());
     start_background(&state);
     Ok(state)
@@ -136,6 +137,7 @@ fn start_background(state: &AppState) {
     }
     if let ViewStore::Redis(cache) = state.views() {
         live::spawn_bridge(state.live().clone(), cache.clone(), state.stop_token().clone());
+        replicas::spawn_reporter(state.clone(), cache.clone());
     }
 }
 

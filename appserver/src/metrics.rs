@@ -120,6 +120,9 @@ pub async fn track(State(state): State<AppState>, request: Request, next: Next) 
         .extensions()
         .get::<MatchedPath>()
         .map_or_else(|| "<unmatched>".to_owned(), |p| p.as_str().to_owned());
+    if route.starts_with("/api/") {
+        state.count_served();
+    }
     let response = next.run(request).await;
     let metrics = state.metrics();
     metrics

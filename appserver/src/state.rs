@@ -1,7 +1,8 @@
 //! The shared state every handler gets: [`AppState`].
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 use yelb_core::wire::LiveState;
@@ -25,11 +26,15 @@ struct Inner {
     metrics: Metrics,
     shutting_down: AtomicBool,
     stop: CancellationToken,
+    heartbeat: Duration,
+    /// `/api` requests this replica answered, all time.
+    served: AtomicU64,
 }
 
 impl AppState {
-    /// Builds the state around ready-made stores.
-    pub fn new(hostname: String, votes: VoteStore, views: ViewStore) -> AppState {
+    /// Builds the state around ready-made stores; `heartbeat` is the idle
+    /// interval of event streams.
+    pub fn new(hostname: String, votes: VoteStore, views: ViewStore, heartbeat: Duration) -> AppState {
         let votes_backend = match votes {
             VoteStore::Memory(_) => "memory",
             VoteStore::Postgres(_) => "postgres",
@@ -48,6 +53,8 @@ impl AppState {
                 metrics,
                 shutting_down: AtomicBool::new(false),
                 stop: CancellationToken::new(),
+                heartbeat,
+                served: AtomicU64::new(0),
             }),
         }
     }
@@ -80,6 +87,21 @@ impl AppState {
     /// Cancelled when the server stops: ends event streams and background tasks.
     pub fn stop_token(&self) -> &CancellationToken {
         &self.inner.stop
+    }
+
+    /// The heartbeat interval of idle event streams.
+    pub fn heartbeat(&self) -> Duration {
+        self.inner.heartbeat
+    }
+
+    /// Counts one `/api` request answered by this replica.
+    pub fn count_served(&self) {
+        self.inner.served.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// `/api` requests this replica answered since it started.
+    pub fn served(&self) -> u64 {
+        self.inner.served.load(Ordering::Relaxed)
     }
 
     /// Whether shutdown has begun (readiness then fails).

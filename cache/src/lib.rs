@@ -7,6 +7,9 @@
 //!   `INCR`, no TTL — exactly the original's, so old and new app servers share it.
 //! - The live-event bus: channel `yelb:events`, carrying [`LiveState`] as JSON
 //!   between replicas ([`Cache::publish`], [`Cache::subscribe`]).
+//! - Requests served per replica: hashes `yelb:served` (hostname → count) and
+//!   `yelb:seen` (hostname → last report, Unix ms) ([`Cache::report_served`],
+//!   [`Cache::served`]).
 //! - [`CacheError`]: the one error type.
 //!
 //! An optional key prefix lets several Yelbs (or tests) share one Redis; the
@@ -55,6 +58,8 @@ impl Default for CacheOptions {
 struct Keys {
     pageviews: String,
     events: String,
+    served: String,
+    seen: String,
 }
 
 /// The Redis tier. Cloning is cheap: clones share the connection.
@@ -81,7 +86,12 @@ impl Cache {
             .set_max_delay(Duration::from_millis(500));
         let conn = ConnectionManager::new_lazy_with_config(client.clone(), config)?;
         let p = &options.key_prefix;
-        let keys = Keys { pageviews: format!("{p}pageviews"), events: format!("{p}yelb:events") };
+        let keys = Keys {
+            pageviews: format!("{p}pageviews"),
+            events: format!("{p}yelb:events"),
+            served: format!("{p}yelb:served"),
+            seen: format!("{p}yelb:seen"),
+        };
         Ok(Cache { client, conn, keys: Arc::new(keys) })
     }
 
@@ -107,6 +117,37 @@ impl Cache {
         let payload = serde_json::to_string(state).expect("LiveState always serializes");
         let _: i64 = self.conn.clone().publish(&self.keys.events, payload).await?;
         Ok(())
+    }
+
+    /// Adds `delta` to `hostname`'s served count and records `now_ms` as the
+    /// time it was last seen, atomically.
+    pub async fn report_served(&self, hostname: &str, delta: u64, now_ms: u64) -> Result<()> {
+        let _: () = redis::pipe()
+            .atomic()
+            .hincr(&self.keys.served, hostname, delta)
+            .ignore()
+            .hset(&self.keys.seen, hostname, now_ms)
+            .ignore()
+            .query_async(&mut self.conn.clone())
+            .await?;
+        Ok(())
+    }
+
+    /// Every replica that ever reported: (hostname, served, last seen in Unix ms).
+    pub async fn served(&self) -> Result<Vec<(String, u64, u64)>> {
+        let (served, seen): (std::collections::HashMap<String, u64>, std::collections::HashMap<String, u64>) =
+            redis::pipe()
+                .hgetall(&self.keys.served)
+                .hgetall(&self.keys.seen)
+                .query_async(&mut self.conn.clone())
+                .await?;
+        Ok(served
+            .into_iter()
+            .map(|(host, n)| {
+                let last = seen.get(&host).copied().unwrap_or(0);
+                (host, n, last)
+            })
+            .collect())
     }
 
     /// Opens a dedicated subscriber connection and returns the states every

@@ -95,6 +95,17 @@ async fn while_redis_is_down_calls_fail_fast_and_work_again_when_it_is_back() {
 }
 
 #[tokio::test]
+async fn served_counts_add_up_per_replica_with_their_last_seen_time() {
+    let c = cache(&shared_redis().url(), &(unique_name("served") + ":"));
+    c.report_served("a", 5, 1_000).await.unwrap();
+    c.report_served("b", 2, 1_500).await.unwrap();
+    c.report_served("a", 3, 2_000).await.unwrap();
+    let mut got = c.served().await.unwrap();
+    got.sort();
+    assert_eq!(got, vec![("a".to_owned(), 8, 2_000), ("b".to_owned(), 2, 1_500)]);
+}
+
+#[tokio::test]
 async fn a_bad_url_is_a_configuration_error() {
     assert!(Cache::new("http://nope", &CacheOptions::default()).is_err());
 }

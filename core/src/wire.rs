@@ -7,6 +7,7 @@
 //!   [`StatsBody`].
 //! - Live events: [`LiveState`], the payload of every server-sent event and of
 //!   every message between replicas.
+//! - Replicas: [`ReplicasBody`], [`ReplicaInfo`] (`/api/v1/replicas`).
 //! - Errors: [`ErrorBody`], the one shape of every 4xx and 5xx answer.
 
 use serde::{Deserialize, Serialize};
@@ -98,6 +99,26 @@ impl LiveState {
         }
         votes || views
     }
+}
+
+/// One app server in `GET /api/v1/replicas`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReplicaInfo {
+    /// Its hostname.
+    pub hostname: String,
+    /// `/api` requests it answered (all time, across its restarts).
+    pub served: u64,
+    /// Milliseconds since it last reported (it reports every second).
+    pub last_seen_ms: u64,
+}
+
+/// `GET /api/v1/replicas`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReplicasBody {
+    /// The app server that answered.
+    pub hostname: String,
+    /// Every app server seen in the last minute, by hostname.
+    pub replicas: Vec<ReplicaInfo>,
 }
 
 /// The body of every error answer.

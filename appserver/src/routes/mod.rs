@@ -68,6 +68,7 @@ pub fn app(state: AppState) -> Router {
         .route("/api/v1/stats", get(v1::stats))
         .route("/api/v1/pageviews", post(v1::count_view))
         .route("/api/v1/events", get(v1::events))
+        .route("/api/v1/replicas", get(v1::replicas))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(state.clone(), crate::metrics::track))

@@ -11,13 +11,9 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use futures_util::{Stream, StreamExt};
 use tokio_stream::wrappers::WatchStream;
 use yelb_core::Restaurant;
-use yelb_core::wire::{LiveState, StatsBody, VoteReceipt, VoteRequest, VotesBody};
+use yelb_core::wire::{LiveState, ReplicasBody, StatsBody, VoteReceipt, VoteRequest, VotesBody};
 
 use crate::{AppError, AppState};
-
-/// How often an idle event stream sends a comment, so proxies keep it open
-/// and clients notice a dead connection.
-pub const HEARTBEAT: Duration = Duration::from_secs(15);
 
 /// The least time between two events on one stream. The first change after a
 /// quiet spell goes out at once; changes inside the window are folded into
@@ -87,7 +83,18 @@ pub async fn events(State(state): State<AppState>) -> Sse<impl Stream<Item = Res
             Ok(Event::default().event("state").json_data(live).unwrap_or_default())
         })
         .take_until(async move { stop.cancelled().await });
-    Sse::new(stream).keep_alive(KeepAlive::new().interval(HEARTBEAT))
+    // A heartbeat comment on idle streams keeps proxies from closing them and
+    // lets clients notice a dead connection.
+    Sse::new(stream).keep_alive(KeepAlive::new().interval(state.heartbeat()))
+}
+
+/// `GET /api/v1/replicas`: every app server seen in the last minute, with
+/// the `/api` requests it answered (cluster-wide through Redis; just this
+/// replica in embedded mode). Figures lag by up to a second.
+pub async fn replicas(State(state): State<AppState>) -> Result<Json<ReplicasBody>, AppError> {
+    let mut replicas = crate::replicas::list(&state).await?;
+    replicas.sort_by(|a, b| a.hostname.cmp(&b.hostname));
+    Ok(Json(ReplicasBody { hostname: state.hostname().to_owned(), replicas }))
 }
 
 struct GaugeGuard(prometheus_client::metrics::gauge::Gauge);

@@ -120,6 +120,26 @@ async fn the_event_stream_sends_the_state_now_and_after_every_change(b: Backend)
     assert!(after_view.is_some(), "page view pushed");
 }
 
+#[tokio::test]
+async fn idle_event_streams_send_heartbeat_comments() {
+    let app = crate::helpers::spawn_with(&["--events-heartbeat=0.2"]).await.wait_ready().await;
+    let r = app.get("/api/v1/events").await.unwrap();
+    let mut body = r.bytes_stream();
+    let mut seen = String::new();
+    let found = tokio::time::timeout(Duration::from_secs(3), async {
+        use futures_util::StreamExt;
+        while let Some(Ok(chunk)) = body.next().await {
+            seen.push_str(&String::from_utf8_lossy(&chunk));
+            // A comment line (starts with ':') after the first state event.
+            if seen.contains("event: state") && seen.lines().any(|l| l.starts_with(':')) {
+                return;
+            }
+        }
+    })
+    .await;
+    assert!(found.is_ok(), "no heartbeat within 3 s: {seen:?}");
+}
+
 async fn the_openapi_document_describes_every_api_route(b: Backend) {
     let app = spawn_app(b).await;
     let doc = app.get_json("/api/openapi.json").await;
@@ -144,7 +164,34 @@ async fn the_openapi_document_describes_every_api_route(b: Backend) {
     }
 }
 
+async fn replicas_lists_this_replica_with_its_request_count(b: Backend) {
+    let app = spawn_app(b).await;
+    for _ in 0..3 {
+        app.get("/api/getvotes").await.unwrap();
+    }
+    app.get("/healthz").await.unwrap(); // not an /api request: not counted
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let body = app.get_json("/api/v1/replicas").await;
+        assert_eq!(body["hostname"], app.hostname.as_str());
+        let me = body["replicas"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["hostname"] == app.hostname.as_str())
+            .cloned();
+        // 3 getvotes, plus the replicas calls themselves (/api requests too).
+        if let Some(me) = me.filter(|m| m["served"].as_u64().unwrap() >= 4) {
+            assert!(me["last_seen_ms"].as_u64().unwrap() < 5_000);
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "never listed with its count: {body}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 on_both_backends!(
+    replicas_lists_this_replica_with_its_request_count,
     post_with_a_json_body_votes_and_returns_a_receipt,
     post_on_a_restaurant_path_votes,
     get_votes_returns_an_object_with_the_total,

@@ -80,3 +80,32 @@ async fn replicas_report_their_own_hostnames() {
     assert_eq!(a.get("/api/hostname").await.unwrap().text().await.unwrap(), a.hostname);
     assert_eq!(b.get_json("/api/getstats").await["hostname"], b.hostname.as_str());
 }
+
+#[tokio::test]
+async fn the_replicas_endpoint_shows_every_replica_and_what_it_served() {
+    let (a, b, _) = two_replicas().await;
+    for _ in 0..5 {
+        a.get("/api/getvotes").await.unwrap();
+    }
+    for _ in 0..3 {
+        b.get("/api/getvotes").await.unwrap();
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        // Ask A: it must know B's count too (through Redis).
+        let body = a.get_json("/api/v1/replicas").await;
+        let served = |host: &str| {
+            body["replicas"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|r| r["hostname"] == host)
+                .and_then(|r| r["served"].as_u64())
+        };
+        if served(&a.hostname).is_some_and(|n| n >= 5) && served(&b.hostname).is_some_and(|n| n >= 3) {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "both replicas never listed: {body}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}

@@ -1,0 +1,73 @@
+//! Which app servers are answering, and how many `/api` requests each served:
+//! what the UI's "spread" panel shows while replicas are scaled up and down.
+//!
+//! Each replica counts its requests in an atomic (no Redis call per request)
+//! and a reporter task adds what it counted to a Redis hash once a second,
+//! with a last-seen time. [`list`] reads both back; replicas not seen for a
+//! minute are left out, so scaled-down ones disappear from the panel. In
+//! embedded mode the list is this replica alone.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use yelb_cache::Cache;
+use yelb_core::wire::ReplicaInfo;
+
+use crate::store::ViewStore;
+use crate::{AppError, AppState};
+
+/// How often each replica reports its count.
+pub const REPORT_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Replicas silent for longer than this are left out of [`list`].
+pub const FORGET_AFTER: Duration = Duration::from_secs(60);
+
+fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Starts the task that reports this replica's count to Redis every second.
+/// A report that fails (Redis down) is kept and added to the next one.
+pub fn spawn_reporter(state: AppState, cache: Cache) {
+    let stop = state.stop_token().clone();
+    tokio::spawn(async move {
+        let mut reported = 0u64;
+        let mut tick = tokio::time::interval(REPORT_INTERVAL);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                () = stop.cancelled() => break,
+            }
+            let served = state.served();
+            match cache.report_served(state.hostname(), served - reported, now_ms()).await {
+                Ok(()) => reported = served,
+                Err(e) => tracing::debug!(error = %e, "could not report served requests"),
+            }
+        }
+    });
+}
+
+/// Every replica seen in the last minute.
+pub async fn list(state: &AppState) -> Result<Vec<ReplicaInfo>, AppError> {
+    match state.views() {
+        ViewStore::Memory(_) => Ok(vec![ReplicaInfo {
+            hostname: state.hostname().to_owned(),
+            served: state.served(),
+            last_seen_ms: 0,
+        }]),
+        ViewStore::Redis(cache) => {
+            let now = now_ms();
+            let forget = FORGET_AFTER.as_millis() as u64;
+            Ok(cache
+                .served()
+                .await?
+                .into_iter()
+                .map(|(hostname, served, seen)| ReplicaInfo {
+                    hostname,
+                    served,
+                    last_seen_ms: now.saturating_sub(seen),
+                })
+                .filter(|r| r.last_seen_ms <= forget)
+                .collect())
+        }
+    }
+}
