@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The test command: installs the Postgres and Redis server binaries if missing
 # (the tests start and stop their own throwaway servers on 127.0.0.1), then
-# checks formatting and lints and runs every test in the workspace.
+# checks formatting and lints, fuzzes both APIs from their OpenAPI document
+# (scripts/fuzz-api.sh) and runs every test in the workspace.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -21,4 +22,6 @@ done
 rustup component add rustfmt clippy >/dev/null 2>&1 || true
 cargo fmt --all --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
+./scripts/fuzz-api.sh
+# Last, so its result lines close the output.
 cargo test --workspace --locked
