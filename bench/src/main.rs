@@ -198,11 +198,13 @@ async fn main() -> Result<()> {
     let pg = PgServer::start_durable();
     let redis = RedisServer::start_new();
 
-    // The ceiling.
+    // The ceiling, measured before and after the app runs; ratios use the
+    // higher of the two, so a slow moment of this shared machine cannot
+    // flatter the app.
     let hello_port = free_port();
     let hello = Proc(Command::new(bin("bench-hello")).arg(hello_port.to_string()).spawn()?);
     wait_status(hello_port, "/", 200, Duration::from_secs(10))?;
-    let ceiling = wrk(&format!("http://127.0.0.1:{hello_port}/"), None, seconds)?;
+    let ceiling_before = wrk(&format!("http://127.0.0.1:{hello_port}/"), None, seconds)?;
     drop(hello);
 
     // Start-up: the first start creates the database (CREATE DATABASE copies
@@ -236,16 +238,29 @@ async fn main() -> Result<()> {
         pg.psql("yelbdatabase", "SELECT coalesce(sum(count),0) FROM restaurants").parse()?;
     let loaded_rss = rss_kib(pid, "VmRSS:");
     let peak_rss = rss_kib(pid, "VmHWM:");
+    drop(app);
+
+    let hello = Proc(Command::new(bin("bench-hello")).arg(hello_port.to_string()).spawn()?);
+    wait_status(hello_port, "/", 200, Duration::from_secs(10))?;
+    let ceiling_after = wrk(&format!("http://127.0.0.1:{hello_port}/"), None, seconds)?;
+    drop(hello);
+    let ceiling = if ceiling_after.rps > ceiling_before.rps { ceiling_after } else { ceiling_before };
     let _ = std::fs::remove_file(&script);
 
     // Live events across replicas.
+    let port_a = free_port();
+    let (app_a, _) = spawn_appserver(port_a, &pg, &redis, "bench-a2")?;
     let port_b = free_port();
     let (app_b, _) = spawn_appserver(port_b, &pg, &redis, "bench-b")?;
-    let mut samples = cross_replica_latency(port, port_b, 200).await?;
+    let mut samples = cross_replica_latency(port_a, port_b, 200).await?;
     samples.sort();
     drop(app_b);
-    drop(app);
+    drop(app_a);
 
+    println!(
+        "ceiling: {:.0} req/s before the app runs, {:.0} after; ratios use the higher\n",
+        ceiling_before.rps, ceiling_after.rps
+    );
     println!("| endpoint | req/s | vs hello | p50 ms | p99 ms | p50 vs hello | p99 vs hello |");
     println!("|---|---:|---:|---:|---:|---:|---:|");
     let row = |name: &str, l: &Load| {

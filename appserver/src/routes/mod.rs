@@ -17,6 +17,8 @@ use axum::{Router, middleware};
 use tower::ServiceExt as _;
 use tower_http::cors::{AllowHeaders, AllowMethods, CorsLayer};
 use tower_http::set_header::SetResponseHeaderLayer;
+use tower_http::trace::{DefaultMakeSpan, DefaultOnFailure, DefaultOnRequest, DefaultOnResponse, TraceLayer};
+use tracing::Level;
 
 use crate::{AppError, AppState};
 
@@ -52,7 +54,7 @@ pub fn app(state: AppState) -> Router {
         ));
     // The CORS layer answers preflights; the two overriding layers then put
     // the original's exact header strings on every answer, preflight or not.
-    Router::new()
+    let router = Router::new()
         .route("/", get(ops::index))
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
@@ -81,8 +83,24 @@ pub fn app(state: AppState) -> Router {
             ACCESS_CONTROL_ALLOW_METHODS,
             HeaderValue::from_static(CORS_METHODS),
         ))
-        .layer(SetResponseHeaderLayer::overriding(SERVED_BY, served_by))
-        .with_state(state)
+        .layer(SetResponseHeaderLayer::overriding(SERVED_BY, served_by));
+    // Access log, off by default: RUST_LOG=info,tower_http=debug shows one
+    // line per request. Only added when that level is enabled, so the hot
+    // path pays nothing for it otherwise (a disabled layer still builds
+    // spans). Failures log at DEBUG too: a 503 during an outage is already
+    // logged once by `AppError`.
+    let router = if tracing::enabled!(target: "tower_http::trace", Level::DEBUG) {
+        router.layer(
+            TraceLayer::new_for_http()
+                .make_span_with(DefaultMakeSpan::new().level(Level::DEBUG))
+                .on_request(DefaultOnRequest::new().level(Level::DEBUG))
+                .on_response(DefaultOnResponse::new().level(Level::DEBUG))
+                .on_failure(DefaultOnFailure::new().level(Level::DEBUG)),
+        )
+    } else {
+        router
+    };
+    router.with_state(state)
 }
 
 /// [`app`] behind path normalisation, ready for `axum::serve`.

@@ -88,3 +88,44 @@ fn sigterm_makes_the_process_exit_promptly_and_cleanly() {
     };
     assert!(status.success(), "{status:?}");
 }
+
+#[test]
+fn access_logs_appear_when_asked_for_and_are_json_when_configured() {
+    let port = yelb_testkit::free_port();
+    let mut child = Command::new(BIN)
+        .env_clear()
+        .env("YELB_LISTEN_ADDR", "127.0.0.1")
+        .env("YELB_PORT", port.to_string())
+        .env("YELB_LOG_FORMAT", "json")
+        .env("RUST_LOG", "info,tower_http=debug")
+        .stdin(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        use std::io::{Read, Write};
+        if let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) {
+            s.write_all(b"GET /api/getvotes HTTP/1.0\r\n\r\n").unwrap();
+            let mut out = String::new();
+            let _ = s.read_to_string(&mut out);
+            assert!(out.starts_with("HTTP/1.0 200"), "{out}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "never listened");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let sent = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert!(sent.success());
+    let mut stderr = String::new();
+    use std::io::Read;
+    child.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
+    assert!(child.wait().unwrap().success());
+    let lines: Vec<serde_json::Value> =
+        stderr.lines().map(|l| serde_json::from_str(l).expect("every log line is JSON")).collect();
+    assert!(
+        lines.iter().any(|l| l["message"] == "finished processing request" && l["status"] == 200),
+        "no access log line for the request: {stderr}"
+    );
+    assert!(lines.iter().any(|l| l["message"].as_str().unwrap_or("").contains("embedded mode")));
+}
