@@ -54,8 +54,9 @@ impl VoteStore {
         VoteStore::Memory(Mutex::new(VoteCounts::default()))
     }
 
-    /// Casts one vote; returns the restaurant's count after it and every count
-    /// as of that moment.
+    /// Casts one vote; returns the restaurant's count after it, and counts to
+    /// merge into the live state (exact for the restaurants in the same
+    /// commit, possibly 0 for the others: merging takes the per-field max).
     pub async fn vote(&self, restaurant: Restaurant) -> Result<(i64, VoteCounts), AppError> {
         match self {
             VoteStore::Memory(counts) => {
