@@ -87,18 +87,20 @@ fn configure(cmd: &mut Command, ids: Option<(u32, u32)>, signal: libc::c_int) {
     }
 }
 
-fn wait_for_port(port: u16, child: &mut Child, what: &str) {
+/// Polls `ready` every 20 ms until it holds; panics after [`START_TIMEOUT`]
+/// or as soon as `child` exits.
+fn wait_until(child: &mut Child, what: &str, mut ready: impl FnMut() -> bool) {
     let deadline = Instant::now() + START_TIMEOUT;
     while Instant::now() < deadline {
         if let Ok(Some(status)) = child.try_wait() {
             panic!("{what} exited during start-up with {status}");
         }
-        if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+        if ready() {
             return;
         }
         std::thread::sleep(Duration::from_millis(20));
     }
-    panic!("{what} did not accept connections on port {port} within {START_TIMEOUT:?}");
+    panic!("{what} was not ready within {START_TIMEOUT:?}");
 }
 
 fn kill(child: &mut Child, signal: libc::c_int) {
@@ -204,21 +206,14 @@ impl PgServer {
         // SIGQUIT is Postgres's immediate shutdown: backends go at once too.
         configure(&mut cmd, postgres_ids(), libc::SIGQUIT);
         let mut child = spawn_from_keeper(cmd).expect("spawn postgres");
-        wait_for_port(self.port, &mut child, "postgres");
-        // Postgres opens its port before it accepts logins; wait for that too.
-        let deadline = Instant::now() + START_TIMEOUT;
-        loop {
-            let ok = Command::new(pg_bindir().join("pg_isready"))
-                .args(["-q", "-h", "127.0.0.1", "-p", &self.port.to_string()])
+        // Postgres opens its port before it accepts logins: ask pg_isready.
+        let port = self.port.to_string();
+        wait_until(&mut child, "postgres", || {
+            Command::new(pg_bindir().join("pg_isready"))
+                .args(["-q", "-h", "127.0.0.1", "-p", &port])
                 .status()
-                .map(|s| s.success())
-                .unwrap_or(false);
-            if ok {
-                break;
-            }
-            assert!(Instant::now() < deadline, "postgres did not become ready");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+                .is_ok_and(|s| s.success())
+        });
         self.child = Some(child);
     }
 
@@ -293,12 +288,7 @@ impl RedisServer {
             .stderr(Stdio::null());
         configure(&mut cmd, None, libc::SIGKILL);
         let mut child = spawn_from_keeper(cmd).expect("spawn redis-server (apt-get install redis-server)");
-        wait_for_port(self.port, &mut child, "redis-server");
-        let deadline = Instant::now() + START_TIMEOUT;
-        while self.command("PING").as_deref() != Some("+PONG") {
-            assert!(Instant::now() < deadline, "redis-server did not answer PING");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        wait_until(&mut child, "redis-server", || self.command("PING").as_deref() == Some("+PONG"));
         self.child = Some(child);
     }
 

@@ -57,22 +57,27 @@ fn help_and_the_readme_list_the_same_variables() {
     assert_eq!(in_help, in_readme);
 }
 
-#[test]
-fn sigterm_makes_the_process_exit_promptly_and_cleanly() {
+/// Starts the real binary in embedded mode on a free port with `vars` set,
+/// its stderr captured, and waits until it listens.
+fn start_binary(vars: &[(&str, &str)]) -> (std::process::Child, u16) {
     let port = yelb_testkit::free_port();
-    let mut child = Command::new(BIN)
-        .env_clear()
-        .env("YELB_LISTEN_ADDR", "127.0.0.1")
-        .env("YELB_PORT", port.to_string())
-        .env("RUST_LOG", "warn")
-        .stdin(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut cmd = Command::new(BIN);
+    cmd.env_clear().env("YELB_LISTEN_ADDR", "127.0.0.1").env("YELB_PORT", port.to_string());
+    for (k, v) in vars {
+        cmd.env(k, v);
+    }
+    let child = cmd.stdin(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
         assert!(Instant::now() < deadline, "never listened");
         std::thread::sleep(Duration::from_millis(10));
     }
+    (child, port)
+}
+
+#[test]
+fn sigterm_makes_the_process_exit_promptly_and_cleanly() {
+    let (mut child, _) = start_binary(&[("RUST_LOG", "warn")]);
     let sent = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
     assert!(sent.success());
     let deadline = Instant::now() + Duration::from_secs(5);
@@ -91,29 +96,15 @@ fn sigterm_makes_the_process_exit_promptly_and_cleanly() {
 
 #[test]
 fn access_logs_appear_when_asked_for_and_are_json_when_configured() {
-    let port = yelb_testkit::free_port();
-    let mut child = Command::new(BIN)
-        .env_clear()
-        .env("YELB_LISTEN_ADDR", "127.0.0.1")
-        .env("YELB_PORT", port.to_string())
-        .env("YELB_LOG_FORMAT", "json")
-        .env("RUST_LOG", "info,tower_http=debug")
-        .stdin(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
+    let (mut child, port) =
+        start_binary(&[("YELB_LOG_FORMAT", "json"), ("RUST_LOG", "info,tower_http=debug")]);
+    {
         use std::io::{Read, Write};
-        if let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) {
-            s.write_all(b"GET /api/getvotes HTTP/1.0\r\n\r\n").unwrap();
-            let mut out = String::new();
-            let _ = s.read_to_string(&mut out);
-            assert!(out.starts_with("HTTP/1.0 200"), "{out}");
-            break;
-        }
-        assert!(Instant::now() < deadline, "never listened");
-        std::thread::sleep(Duration::from_millis(10));
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        s.write_all(b"GET /api/getvotes HTTP/1.0\r\n\r\n").unwrap();
+        let mut out = String::new();
+        let _ = s.read_to_string(&mut out);
+        assert!(out.starts_with("HTTP/1.0 200"), "{out}");
     }
     let sent = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
     assert!(sent.success());
