@@ -38,6 +38,10 @@ fn bad(var: &'static str, value: &str, reason: impl Into<String>) -> ConfigError
 #[derive(Debug, Parser)]
 #[command(name = "yelb-appserver", version, max_term_width = 100)]
 pub struct Args {
+    /// What to do (default: serve).
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
     /// Address to listen on.
     #[arg(long, env = "YELB_LISTEN_ADDR", default_value = "0.0.0.0")]
     pub listen_addr: String,
@@ -121,6 +125,19 @@ pub struct Args {
     pub shutdown_timeout: String,
 }
 
+/// Subcommands besides serving.
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum Command {
+    /// Probe the server running with this configuration on this host and exit
+    /// 0 if it answers 200, 1 otherwise: a container health check that needs
+    /// no shell or curl (images are `FROM scratch`).
+    Healthcheck {
+        /// The path to probe: /healthz (alive) or /readyz (ready).
+        #[arg(long, default_value = "/healthz")]
+        path: String,
+    },
+}
+
 /// Log output format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LogFormat {
@@ -177,6 +194,8 @@ pub struct Config {
     pub shutdown_timeout: Duration,
     /// Heartbeat interval of idle event streams.
     pub events_heartbeat: Duration,
+    /// The subcommand, if any.
+    pub command: Option<Command>,
 }
 
 /// The original's `RACK_ENV` presets.
@@ -255,6 +274,7 @@ impl Config {
             views,
             shutdown_delay: parse_secs("YELB_SHUTDOWN_DELAY", &args.shutdown_delay)?,
             shutdown_timeout: parse_secs("YELB_SHUTDOWN_TIMEOUT", &args.shutdown_timeout)?,
+            command: args.command.clone(),
             events_heartbeat: match parse_secs("YELB_EVENTS_HEARTBEAT", &args.events_heartbeat)? {
                 d if d.is_zero() => {
                     return Err(bad("YELB_EVENTS_HEARTBEAT", &args.events_heartbeat, "must be more than 0"));

@@ -185,6 +185,34 @@ pub async fn run(
     }
 }
 
+/// Asks the server at `listen` (on loopback when it listens on every
+/// address) for `path` and returns whether it answered 200 within two
+/// seconds. Blocking on purpose: it runs as a process of its own, as a
+/// container health check.
+pub fn healthcheck(listen: SocketAddr, path: &str) -> Result<(), String> {
+    use std::io::{Read, Write};
+    let ip = match listen.ip() {
+        std::net::IpAddr::V4(ip) if ip.is_unspecified() => std::net::Ipv4Addr::LOCALHOST.into(),
+        std::net::IpAddr::V6(ip) if ip.is_unspecified() => std::net::Ipv6Addr::LOCALHOST.into(),
+        ip => ip,
+    };
+    let addr = SocketAddr::new(ip, listen.port());
+    let timeout = Duration::from_secs(2);
+    let mut stream =
+        std::net::TcpStream::connect_timeout(&addr, timeout).map_err(|e| format!("{addr}: {e}"))?;
+    stream.set_read_timeout(Some(timeout)).map_err(|e| e.to_string())?;
+    stream.set_write_timeout(Some(timeout)).map_err(|e| e.to_string())?;
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").map_err(|e| e.to_string())?;
+    let mut head = [0u8; 64];
+    let n = stream.read(&mut head).map_err(|e| e.to_string())?;
+    let status_line = String::from_utf8_lossy(&head[..n]);
+    match status_line.split_whitespace().nth(1) {
+        Some("200") => Ok(()),
+        Some(code) => Err(format!("{addr}{path} answered {code}")),
+        None => Err(format!("{addr}{path} sent no HTTP status")),
+    }
+}
+
 /// Completes on SIGTERM or SIGINT (Ctrl-C).
 ///
 /// The handlers are installed when this is called, not when the future is

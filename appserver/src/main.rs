@@ -1,8 +1,10 @@
 //! `yelb-appserver`: reads the configuration, starts logging, serves until
-//! SIGTERM or SIGINT. Everything else is in the library.
+//! SIGTERM or SIGINT; or, as `yelb-appserver healthcheck`, probes a running
+//! server. Everything else is in the library.
 
 use std::process::ExitCode;
 
+use yelb_appserver::config::Command;
 use yelb_appserver::{Application, Config, shutdown_signal, telemetry};
 
 // glibc's malloc serialises on arena locks when Tokio frees on one worker what
@@ -20,6 +22,15 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if let Some(Command::Healthcheck { path }) = &config.command {
+        return match yelb_appserver::healthcheck(config.listen, path) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("yelb-appserver healthcheck: {e}");
+                ExitCode::from(1)
+            }
+        };
+    }
     telemetry::init(config.log_format);
     // Before binding: see `shutdown_signal`.
     let shutdown = shutdown_signal();

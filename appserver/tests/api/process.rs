@@ -120,3 +120,25 @@ fn access_logs_appear_when_asked_for_and_are_json_when_configured() {
     );
     assert!(lines.iter().any(|l| l["message"].as_str().unwrap_or("").contains("embedded mode")));
 }
+
+#[test]
+fn the_healthcheck_subcommand_exits_0_for_a_live_server_and_1_otherwise() {
+    let (mut child, port) = start_binary(&[("RUST_LOG", "warn")]);
+    let probe = |path: &str, port: u16| {
+        Command::new(BIN)
+            .env_clear()
+            .env("YELB_PORT", port.to_string())
+            .args(["healthcheck", "--path", path])
+            .output()
+            .unwrap()
+    };
+    assert_eq!(probe("/healthz", port).status.code(), Some(0));
+    assert_eq!(probe("/readyz", port).status.code(), Some(0), "embedded mode is ready at once");
+    let missing = probe("/nope", port);
+    assert_eq!(missing.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("answered 404"));
+    let _ = child.kill();
+    let _ = child.wait();
+    let down = probe("/healthz", port);
+    assert_eq!(down.status.code(), Some(1), "nothing listens any more");
+}
