@@ -11,7 +11,19 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-command -v st >/dev/null || pip install -q --disable-pip-version-check --root-user-action=ignore "schemathesis==4.32.5"
+# schemathesis lives in a venv of our own (Debian's Python refuses system-wide
+# pip installs, PEP 668); Debian needs python3-venv for that.
+venv=target/schemathesis-venv
+if [ ! -x "$venv/bin/st" ]; then
+  rm -rf "$venv"
+  if ! python3 -m venv "$venv" 2>/dev/null; then
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends python3-venv >/dev/null
+    rm -rf "$venv"
+    python3 -m venv "$venv"
+  fi
+  "$venv/bin/pip" install -q --disable-pip-version-check "schemathesis==4.32.5"
+fi
 cargo build --locked -q -p yelb-appserver
 
 port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
@@ -23,6 +35,6 @@ for _ in $(seq 1 100); do
   sleep 0.1
 done
 
-st run "http://127.0.0.1:$port/api/openapi.json" \
+"$venv/bin/st" run "http://127.0.0.1:$port/api/openapi.json" \
   --exclude-path /api/v1/events --exclude-path /api/hostname \
   --max-examples 50 --request-timeout 5 --seed 20261123
