@@ -387,6 +387,13 @@ mod tests {
         Args::try_parse_from(argv).expect("flags parse")
     }
 
+    /// The Postgres host and Redis URL a configuration resolved to.
+    fn endpoints(c: &Config) -> (String, String) {
+        let VoteBackend::Postgres { config, .. } = &c.votes else { panic!("postgres expected") };
+        let ViewBackend::Redis { url, .. } = &c.views else { panic!("redis expected") };
+        (format!("{:?}", config.get_hosts()[0]), url.expose_secret().to_owned())
+    }
+
     #[test]
     fn nothing_configured_means_the_embedded_mode() {
         let c = Config::from_args(args(&[])).unwrap();
@@ -398,14 +405,12 @@ mod tests {
     #[test]
     fn rack_env_production_points_at_the_original_service_names() {
         let c = Config::from_args(args(&[("rack-env", "production")])).unwrap();
+        assert_eq!(endpoints(&c), (r#"Tcp("yelb-db")"#.to_owned(), "redis://redis-server:6379/".to_owned()));
         let VoteBackend::Postgres { config, .. } = c.votes else { panic!("postgres expected") };
-        assert_eq!(format!("{:?}", config.get_hosts()[0]), r#"Tcp("yelb-db")"#);
         assert_eq!(config.get_ports(), [5432]);
         assert_eq!(config.get_dbname(), Some("yelbdatabase"));
         assert_eq!(config.get_user(), Some("postgres"));
         assert_eq!(config.get_password(), Some(&b"postgres_password"[..]));
-        let ViewBackend::Redis { url, .. } = c.views else { panic!("redis expected") };
-        assert_eq!(url.expose_secret(), "redis://redis-server:6379/");
     }
 
     #[test]
@@ -416,10 +421,10 @@ mod tests {
             ("redis-server-endpoint", "cache.example"),
         ]))
         .unwrap();
-        let VoteBackend::Postgres { config, .. } = c.votes else { panic!() };
-        assert_eq!(format!("{:?}", config.get_hosts()[0]), r#"Tcp("db.example")"#);
-        let ViewBackend::Redis { url, .. } = c.views else { panic!() };
-        assert_eq!(url.expose_secret(), "redis://cache.example:6379/");
+        assert_eq!(
+            endpoints(&c),
+            (r#"Tcp("db.example")"#.to_owned(), "redis://cache.example:6379/".to_owned())
+        );
     }
 
     #[test]
@@ -436,10 +441,10 @@ mod tests {
             ("redis-url", "redis://r.internal:6380/2"),
         ]))
         .unwrap();
-        let VoteBackend::Postgres { config, .. } = c.votes else { panic!() };
-        assert_eq!(format!("{:?}", config.get_hosts()[0]), r#"Tcp("pg.internal")"#);
-        let ViewBackend::Redis { url, .. } = c.views else { panic!() };
-        assert_eq!(url.expose_secret(), "redis://r.internal:6380/2");
+        assert_eq!(
+            endpoints(&c),
+            (r#"Tcp("pg.internal")"#.to_owned(), "redis://r.internal:6380/2".to_owned())
+        );
     }
 
     #[test]

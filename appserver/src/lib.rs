@@ -128,7 +128,7 @@ fn start_background(state: &AppState) {
                 result = attempt => {
                     if result.is_ok() {
                         tracing::info!("Postgres ready: schema in place");
-                        let _ = state2.counts().await;
+                        state2.refresh_live().await;
                     }
                 }
                 () = stop.cancelled() => {}

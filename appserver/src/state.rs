@@ -129,6 +129,16 @@ impl AppState {
         Ok(pageviews)
     }
 
+    /// Best effort: reads the counts and the page views and folds them into
+    /// the live hub, so what it shows starts from fresh numbers. A backend
+    /// that is down is skipped (the hub still carries what others publish).
+    pub async fn refresh_live(&self) {
+        let _ = self.counts().await;
+        if let Ok(pageviews) = self.views().get().await {
+            self.live().merge(&LiveState { pageviews, ..Default::default() });
+        }
+    }
+
     /// Reads the counts and tells the live hub what it learned.
     pub async fn counts(&self) -> Result<yelb_core::VoteCounts, crate::AppError> {
         let counts = self.votes().counts().await?;

@@ -51,26 +51,10 @@ pub struct VoteBatcher {
 impl VoteBatcher {
     /// Starts the worker, with at most `in_flight` commits at once.
     pub fn spawn(pool: Pool, in_flight: usize) -> VoteBatcher {
-        let (tx, mut rx) = mpsc::unbounded_channel::<(Restaurant, VoteReply)>();
-        let slots = Arc::new(Semaphore::new(in_flight));
-        tokio::spawn(async move {
-            while let Some(first) = rx.recv().await {
-                // Waiting for a slot *before* draining is what grows batches
-                // under load: everything that queued meanwhile goes together.
-                let Ok(slot) = slots.clone().acquire_owned().await else { break };
-                let mut batch = vec![first];
-                while batch.len() < MAX_VOTE_BATCH {
-                    match rx.try_recv() {
-                        Ok(item) => batch.push(item),
-                        Err(_) => break,
-                    }
-                }
-                let pool = pool.clone();
-                tokio::spawn(async move {
-                    commit_votes(&pool, batch).await;
-                    drop(slot);
-                });
-            }
+        let (tx, rx) = mpsc::unbounded_channel::<(Restaurant, VoteReply)>();
+        spawn_worker(rx, in_flight, MAX_VOTE_BATCH, move |batch| {
+            let pool = pool.clone();
+            async move { commit_votes(&pool, batch).await }
         });
         VoteBatcher { tx }
     }
@@ -145,34 +129,10 @@ pub struct ReadCoalescer {
 impl ReadCoalescer {
     /// Starts the worker, with at most `in_flight` queries at once.
     pub fn spawn(pool: Pool, in_flight: usize) -> ReadCoalescer {
-        let (tx, mut rx) = mpsc::unbounded_channel::<ReadReply>();
-        let slots = Arc::new(Semaphore::new(in_flight));
-        tokio::spawn(async move {
-            while let Some(first) = rx.recv().await {
-                let Ok(slot) = slots.clone().acquire_owned().await else { break };
-                let mut waiters = vec![first];
-                while let Ok(w) = rx.try_recv() {
-                    waiters.push(w);
-                }
-                let pool = pool.clone();
-                tokio::spawn(async move {
-                    let result = read_all(&pool).await;
-                    drop(slot);
-                    match result {
-                        Ok(counts) => {
-                            for w in waiters {
-                                let _ = w.send(Ok(counts));
-                            }
-                        }
-                        Err(e) => {
-                            let msg = e.to_string();
-                            for w in waiters {
-                                let _ = w.send(Err(DbError::Unavailable(msg.clone())));
-                            }
-                        }
-                    }
-                });
-            }
+        let (tx, rx) = mpsc::unbounded_channel::<ReadReply>();
+        spawn_worker(rx, in_flight, usize::MAX, move |waiters| {
+            let pool = pool.clone();
+            async move { answer_reads(&pool, waiters).await }
         });
         ReadCoalescer { tx }
     }
@@ -183,6 +143,51 @@ impl ReadCoalescer {
         self.tx.send(reply).map_err(|_| DbError::WorkerGone)?;
         answer.await.map_err(|_| DbError::WorkerGone)?
     }
+}
+
+async fn answer_reads(pool: &Pool, waiters: Vec<ReadReply>) {
+    match read_all(pool).await {
+        Ok(counts) => {
+            for w in waiters {
+                let _ = w.send(Ok(counts));
+            }
+        }
+        Err(e) => {
+            let msg = e.to_string();
+            for w in waiters {
+                let _ = w.send(Err(DbError::Unavailable(msg.clone())));
+            }
+        }
+    }
+}
+
+/// The loop both queues share: wait for one item, then for a free slot, then
+/// take everything queued meanwhile (up to `max`) as one batch for `handle`.
+/// Waiting for the slot *before* draining is what grows batches under load.
+fn spawn_worker<T, F, Fut>(mut rx: mpsc::UnboundedReceiver<T>, slots: usize, max: usize, handle: F)
+where
+    T: Send + 'static,
+    F: Fn(Vec<T>) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let slots = Arc::new(Semaphore::new(slots));
+    tokio::spawn(async move {
+        while let Some(first) = rx.recv().await {
+            let Ok(slot) = slots.clone().acquire_owned().await else { break };
+            let mut batch = vec![first];
+            while batch.len() < max {
+                match rx.try_recv() {
+                    Ok(item) => batch.push(item),
+                    Err(_) => break,
+                }
+            }
+            let work = handle(batch);
+            tokio::spawn(async move {
+                work.await;
+                drop(slot);
+            });
+        }
+    });
 }
 
 async fn read_all(pool: &Pool) -> Result<VoteCounts> {

@@ -309,27 +309,27 @@ impl RedisServer {
         format!("redis://127.0.0.1:{}/", self.port)
     }
 
-    /// Sends one inline command and returns the first line of the reply
-    /// (`+PONG`, `:3`, `$1`…), or `None` if the server did not answer.
-    pub fn command(&self, line: &str) -> Option<String> {
+    /// Sends one inline command and returns the whole reply, or `None` if
+    /// the server did not answer.
+    fn roundtrip(&self, line: &str) -> Option<String> {
         let mut s = TcpStream::connect(("127.0.0.1", self.port)).ok()?;
         s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
         s.write_all(format!("{line}\r\n").as_bytes()).ok()?;
         let mut buf = [0u8; 512];
         let n = s.read(&mut buf).ok()?;
-        let text = String::from_utf8_lossy(&buf[..n]).to_string();
-        Some(text.lines().next().unwrap_or_default().to_owned())
+        Some(String::from_utf8_lossy(&buf[..n]).into_owned())
+    }
+
+    /// Sends one inline command and returns the first line of the reply
+    /// (`+PONG`, `:3`, `$1`…), or `None` if the server did not answer.
+    pub fn command(&self, line: &str) -> Option<String> {
+        self.roundtrip(line).map(|reply| reply.lines().next().unwrap_or_default().to_owned())
     }
 
     /// The value of a string key (`GET`), or `None` when it is missing.
     pub fn get(&self, key: &str) -> Option<String> {
-        let mut s = TcpStream::connect(("127.0.0.1", self.port)).ok()?;
-        s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-        s.write_all(format!("GET {key}\r\n").as_bytes()).ok()?;
-        let mut buf = [0u8; 512];
-        let n = s.read(&mut buf).ok()?;
-        let text = String::from_utf8_lossy(&buf[..n]).to_string();
-        let mut lines = text.lines();
+        let reply = self.roundtrip(&format!("GET {key}"))?;
+        let mut lines = reply.lines();
         match lines.next()? {
             "$-1" => None,
             _ => lines.next().map(str::to_owned),

@@ -11,7 +11,7 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use futures_util::{Stream, StreamExt};
 use tokio_stream::wrappers::WatchStream;
 use yelb_core::Restaurant;
-use yelb_core::wire::{LiveState, ReplicasBody, StatsBody, VoteReceipt, VoteRequest, VotesBody};
+use yelb_core::wire::{ReplicasBody, StatsBody, VoteReceipt, VoteRequest, VotesBody};
 
 use crate::{AppError, AppState};
 
@@ -65,12 +65,7 @@ pub async fn count_view(State(state): State<AppState>) -> Result<Json<StatsBody>
 /// `GET /api/v1/events`: a `state` event with the newest [`LiveState`] now
 /// and after every change, from any replica; a heartbeat comment when idle.
 pub async fn events(State(state): State<AppState>) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
-    // Start from fresh numbers, best effort: a backend that is down must not
-    // keep the stream from opening (it still carries what others publish).
-    let _ = state.counts().await;
-    if let Ok(pageviews) = state.views().get().await {
-        state.live().merge(&LiveState { pageviews, ..Default::default() });
-    }
+    state.refresh_live().await;
     let gauge = state.metrics().live_clients().clone();
     gauge.inc();
     let guard = GaugeGuard(gauge);

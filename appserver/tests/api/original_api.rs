@@ -9,6 +9,13 @@ use crate::on_both_backends;
 const CORS_HEADERS: &str = "Authorization,Accepts,Content-Type,X-CSRF-Token,X-Requested-With";
 const CORS_METHODS: &str = "GET,POST,PUT,DELETE,OPTIONS";
 
+/// A 200 with the original's content type and headers.
+fn assert_original_ok(r: &reqwest::Response, hostname: &str) {
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["content-type"], "application/json");
+    assert_original_headers(r, hostname);
+}
+
 fn assert_original_headers(r: &reqwest::Response, hostname: &str) {
     let h = r.headers();
     assert_eq!(h["access-control-allow-origin"], "*");
@@ -20,9 +27,7 @@ fn assert_original_headers(r: &reqwest::Response, hostname: &str) {
 async fn getvotes_lists_all_four_in_the_original_order_at_zero(b: Backend) {
     let app = spawn_app(b).await;
     let r = app.get("/api/getvotes").await.unwrap();
-    assert_eq!(r.status(), 200);
-    assert_eq!(r.headers()["content-type"], "application/json");
-    assert_original_headers(&r, &app.hostname);
+    assert_original_ok(&r, &app.hostname);
     assert_eq!(
         r.text().await.unwrap(),
         r#"[{"name":"outback","value":0},{"name":"bucadibeppo","value":0},{"name":"ihop","value":0},{"name":"chipotle","value":0}]"#
@@ -33,9 +38,7 @@ async fn a_get_on_a_restaurant_votes_and_returns_the_bare_new_count(b: Backend) 
     let app = spawn_app(b).await;
     for expected in 1..=3 {
         let r = app.get("/api/ihop").await.unwrap();
-        assert_eq!(r.status(), 200);
-        assert_eq!(r.headers()["content-type"], "application/json");
-        assert_original_headers(&r, &app.hostname);
+        assert_original_ok(&r, &app.hostname);
         assert_eq!(r.text().await.unwrap(), expected.to_string());
     }
     assert_eq!(app.get("/api/chipotle").await.unwrap().text().await.unwrap(), "1");
@@ -83,9 +86,7 @@ async fn pageviews_counts_a_view_and_returns_a_bare_integer(b: Backend) {
 async fn hostname_is_bare_unquoted_text(b: Backend) {
     let app = spawn_app(b).await;
     let r = app.get("/api/hostname").await.unwrap();
-    assert_eq!(r.status(), 200);
-    assert_eq!(r.headers()["content-type"], "application/json");
-    assert_original_headers(&r, &app.hostname);
+    assert_original_ok(&r, &app.hostname);
     assert_eq!(r.text().await.unwrap(), app.hostname);
 }
 
