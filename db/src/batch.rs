@@ -19,7 +19,7 @@
 use std::sync::Arc;
 
 use deadpool_postgres::Pool;
-use tokio::sync::{Semaphore, mpsc, oneshot};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 use yelb_core::{Restaurant, VoteCounts};
 
 use crate::{DbError, Result, VoteOutcome};
@@ -52,9 +52,9 @@ impl VoteBatcher {
     /// Starts the worker, with at most `in_flight` commits at once.
     pub fn spawn(pool: Pool, in_flight: usize) -> VoteBatcher {
         let (tx, rx) = mpsc::unbounded_channel::<(Restaurant, VoteReply)>();
-        spawn_worker(rx, in_flight, MAX_VOTE_BATCH, move |batch| {
+        spawn_worker(rx, in_flight, MAX_VOTE_BATCH, move |batch, slot| {
             let pool = pool.clone();
-            async move { commit_votes(&pool, batch).await }
+            async move { commit_votes(&pool, batch, slot).await }
         });
         VoteBatcher { tx }
     }
@@ -67,12 +67,14 @@ impl VoteBatcher {
     }
 }
 
-async fn commit_votes(pool: &Pool, batch: Vec<(Restaurant, VoteReply)>) {
+async fn commit_votes(pool: &Pool, batch: Vec<(Restaurant, VoteReply)>, slot: OwnedSemaphorePermit) {
     let mut added = VoteCounts::default();
     for (r, _) in &batch {
         *added.get_mut(*r) += 1;
     }
     let result = write_batch(pool, &added).await;
+    // The next batch may start while this one's voters are being answered.
+    drop(slot);
     match result {
         Ok(counts) => {
             // Hand out C-k+1 … C per restaurant, in queue order.
@@ -130,9 +132,9 @@ impl ReadCoalescer {
     /// Starts the worker, with at most `in_flight` queries at once.
     pub fn spawn(pool: Pool, in_flight: usize) -> ReadCoalescer {
         let (tx, rx) = mpsc::unbounded_channel::<ReadReply>();
-        spawn_worker(rx, in_flight, usize::MAX, move |waiters| {
+        spawn_worker(rx, in_flight, usize::MAX, move |waiters, slot| {
             let pool = pool.clone();
-            async move { answer_reads(&pool, waiters).await }
+            async move { answer_reads(&pool, waiters, slot).await }
         });
         ReadCoalescer { tx }
     }
@@ -145,8 +147,11 @@ impl ReadCoalescer {
     }
 }
 
-async fn answer_reads(pool: &Pool, waiters: Vec<ReadReply>) {
-    match read_all(pool).await {
+async fn answer_reads(pool: &Pool, waiters: Vec<ReadReply>, slot: OwnedSemaphorePermit) {
+    let result = read_all(pool).await;
+    // The next read may start while this one's waiters are being answered.
+    drop(slot);
+    match result {
         Ok(counts) => {
             for w in waiters {
                 let _ = w.send(Ok(counts));
@@ -164,10 +169,12 @@ async fn answer_reads(pool: &Pool, waiters: Vec<ReadReply>) {
 /// The loop both queues share: wait for one item, then for a free slot, then
 /// take everything queued meanwhile (up to `max`) as one batch for `handle`.
 /// Waiting for the slot *before* draining is what grows batches under load.
+/// `handle` gets the slot and frees it as soon as its database work is done,
+/// before it answers the batch, so the next batch overlaps the answering.
 fn spawn_worker<T, F, Fut>(mut rx: mpsc::UnboundedReceiver<T>, slots: usize, max: usize, handle: F)
 where
     T: Send + 'static,
-    F: Fn(Vec<T>) -> Fut + Send + 'static,
+    F: Fn(Vec<T>, OwnedSemaphorePermit) -> Fut + Send + 'static,
     Fut: std::future::Future<Output = ()> + Send + 'static,
 {
     let slots = Arc::new(Semaphore::new(slots));
@@ -181,11 +188,7 @@ where
                     Err(_) => break,
                 }
             }
-            let work = handle(batch);
-            tokio::spawn(async move {
-                work.await;
-                drop(slot);
-            });
+            tokio::spawn(handle(batch, slot));
         }
     });
 }
