@@ -9,6 +9,7 @@
 //! - [`VoteBackend`], [`ViewBackend`]: where votes and page views live; with
 //!   nothing configured both are in memory (the embedded mode).
 
+pub use yelb_service::LogFormat;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
@@ -138,15 +139,6 @@ pub enum Command {
     },
 }
 
-/// Log output format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LogFormat {
-    /// Human-readable lines.
-    Text,
-    /// One JSON object per line, for log collectors.
-    Json,
-}
-
 /// Where votes are kept.
 #[derive(Debug, Clone)]
 pub enum VoteBackend {
@@ -258,11 +250,8 @@ impl Config {
                 "expected printable ASCII without spaces, at most 253 characters",
             ));
         }
-        let log_format = match args.log_format.as_str() {
-            "text" => LogFormat::Text,
-            "json" => LogFormat::Json,
-            other => return Err(bad("YELB_LOG_FORMAT", other, "expected text or json")),
-        };
+        let log_format: LogFormat =
+            args.log_format.parse().map_err(|why| bad("YELB_LOG_FORMAT", &args.log_format, why))?;
         let rack = non_empty(args.rack_env.as_ref()).map(parse_rack_env).transpose()?;
         let votes = Self::vote_backend(&args, rack)?;
         let views = Self::view_backend(&args, rack)?;

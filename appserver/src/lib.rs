@@ -27,11 +27,11 @@ pub mod replicas;
 pub mod routes;
 pub mod state;
 pub mod store;
-pub mod telemetry;
 
 pub use config::Config;
 pub use error::AppError;
 pub use state::AppState;
+pub use yelb_service::{healthcheck, shutdown_signal};
 
 use config::{ViewBackend, VoteBackend};
 use store::{ViewStore, VoteStore};
@@ -185,56 +185,3 @@ pub async fn run(
     }
 }
 
-/// Asks the server at `listen` (on loopback when it listens on every
-/// address) for `path` and returns whether it answered 200 within two
-/// seconds. Blocking on purpose: it runs as a process of its own, as a
-/// container health check.
-pub fn healthcheck(listen: SocketAddr, path: &str) -> Result<(), String> {
-    use std::io::{Read, Write};
-    let ip = match listen.ip() {
-        std::net::IpAddr::V4(ip) if ip.is_unspecified() => std::net::Ipv4Addr::LOCALHOST.into(),
-        std::net::IpAddr::V6(ip) if ip.is_unspecified() => std::net::Ipv6Addr::LOCALHOST.into(),
-        ip => ip,
-    };
-    let addr = SocketAddr::new(ip, listen.port());
-    let timeout = Duration::from_secs(2);
-    let mut stream =
-        std::net::TcpStream::connect_timeout(&addr, timeout).map_err(|e| format!("{addr}: {e}"))?;
-    stream.set_read_timeout(Some(timeout)).map_err(|e| e.to_string())?;
-    stream.set_write_timeout(Some(timeout)).map_err(|e| e.to_string())?;
-    write!(stream, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").map_err(|e| e.to_string())?;
-    let mut head = [0u8; 64];
-    let n = stream.read(&mut head).map_err(|e| e.to_string())?;
-    let status_line = String::from_utf8_lossy(&head[..n]);
-    match status_line.split_whitespace().nth(1) {
-        Some("200") => Ok(()),
-        Some(code) => Err(format!("{addr}{path} answered {code}")),
-        None => Err(format!("{addr}{path} sent no HTTP status")),
-    }
-}
-
-/// Completes on SIGTERM or SIGINT (Ctrl-C).
-///
-/// The handlers are installed when this is called, not when the future is
-/// first polled, so call it before binding the listener: a SIGTERM that
-/// arrives during start-up then shuts down cleanly instead of killing the
-/// process with the default action.
-pub fn shutdown_signal() -> impl Future<Output = ()> + Send + 'static {
-    use tokio::signal::unix::{SignalKind, signal};
-    let term = signal(SignalKind::terminate());
-    let int = signal(SignalKind::interrupt());
-    async move {
-        match (term, int) {
-            (Ok(mut term), Ok(mut int)) => {
-                tokio::select! {
-                    _ = term.recv() => {}
-                    _ = int.recv() => {}
-                }
-            }
-            _ => {
-                tracing::warn!("cannot install signal handlers; falling back to Ctrl-C only");
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        }
-    }
-}

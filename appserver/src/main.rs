@@ -5,7 +5,7 @@
 use std::process::ExitCode;
 
 use yelb_appserver::config::Command;
-use yelb_appserver::{Application, Config, shutdown_signal, telemetry};
+use yelb_appserver::{Application, Config, shutdown_signal};
 
 // glibc's malloc serialises on arena locks when Tokio frees on one worker what
 // another allocated (seen in `perf`); mimalloc's thread-local heaps do not.
@@ -31,7 +31,7 @@ async fn main() -> ExitCode {
             }
         };
     }
-    telemetry::init(config.log_format);
+    yelb_service::init_tracing(config.log_format);
     // Before binding: see `shutdown_signal`.
     let shutdown = shutdown_signal();
     let app = match Application::build(config).await {

@@ -28,6 +28,19 @@ pub fn legacy_votes(counts: &VoteCounts) -> Vec<LegacyVote> {
     counts.iter().map(|(r, value)| LegacyVote { name: r.slug().to_owned(), value }).collect()
 }
 
+/// The counts in an original `/api/getvotes` body, the inverse of
+/// [`legacy_votes`]. Names are trimmed (the original schema pads them);
+/// unknown names are skipped, and a restaurant missing from the body counts 0.
+pub fn counts_from_legacy(votes: &[LegacyVote]) -> VoteCounts {
+    let mut counts = VoteCounts::default();
+    for vote in votes {
+        if let Ok(r) = vote.name.parse::<Restaurant>() {
+            *counts.get_mut(r) = vote.value;
+        }
+    }
+    counts
+}
+
 /// The original `/api/getstats` body.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LegacyStats {
@@ -133,6 +146,18 @@ pub struct ErrorBody {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn counts_read_back_from_an_original_body_ignore_padding_and_unknown_names() {
+        let body: Vec<LegacyVote> = serde_json::from_str(
+            r#"[{"name":"ihop    ","value":3},{"name":"pizza","value":9},{"name":"outback","value":1}]"#,
+        )
+        .unwrap();
+        let counts = counts_from_legacy(&body);
+        assert_eq!(counts, VoteCounts { outback: 1, bucadibeppo: 0, ihop: 3, chipotle: 0 });
+        let all = VoteCounts { outback: 5, bucadibeppo: 6, ihop: 7, chipotle: 8 };
+        assert_eq!(counts_from_legacy(&legacy_votes(&all)), all);
+    }
 
     #[test]
     fn legacy_votes_keep_the_original_order_and_key_order() {

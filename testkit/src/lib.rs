@@ -4,6 +4,8 @@
 //!   127.0.0.1 and a free port; [`PgServer::stop`] / [`PgServer::start`] let a
 //!   test take it down and bring it back on the same port and data.
 //! - [`RedisServer`]: `redis-server` on 127.0.0.1 and a free port, no persistence.
+//! - [`Balancer`]: a round-robin TCP forwarder, as a cluster puts in front
+//!   of app-server replicas.
 //! - [`shared_pg`] / [`shared_redis`]: one server of each per test process,
 //!   for the many tests that only need *a* database (each test then takes its
 //!   own database name or key prefix from [`unique_name`]).
@@ -12,6 +14,10 @@
 //! handle drops, and is also asked by the kernel (`PR_SET_PDEATHSIG`) to die
 //! with the thread that started it, so a test process killed mid-run leaves no
 //! server behind. Nothing here talks to anything but 127.0.0.1.
+
+mod balancer;
+
+pub use balancer::Balancer;
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -85,6 +91,16 @@ fn configure(cmd: &mut Command, ids: Option<(u32, u32)>, signal: libc::c_int) {
             Ok(())
         });
     }
+}
+
+/// Spawns `cmd` (a helper such as a browser driver) in a process group of its
+/// own, and asks the kernel to kill it when this process ends, so a test
+/// killed mid-run leaves nothing behind. Kill the group, `-pid`, to stop it
+/// together with its own children.
+pub fn spawn_tied(mut cmd: Command) -> std::io::Result<Child> {
+    cmd.process_group(0);
+    configure(&mut cmd, None, libc::SIGKILL);
+    spawn_from_keeper(cmd)
 }
 
 /// Polls `ready` every 20 ms until it holds; panics after [`START_TIMEOUT`]

@@ -26,3 +26,28 @@ fn redis_starts_answers_and_stops() {
     redis.stop();
     assert_eq!(redis.command("PING"), None);
 }
+
+#[test]
+fn the_balancer_hands_connections_to_its_backends_in_turn() {
+    use std::io::{Read, Write};
+    let backends: Vec<std::net::TcpListener> =
+        (0..2).map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap()).collect();
+    let addrs = backends.iter().map(|l| l.local_addr().unwrap()).collect();
+    let balancer = yelb_testkit::Balancer::start(addrs);
+    let mut served = Vec::new();
+    for round in 0..4 {
+        let mut client = std::net::TcpStream::connect(balancer.addr()).unwrap();
+        client.write_all(b"ping").unwrap();
+        let backend = &backends[round % 2];
+        let (mut conn, _) = backend.accept().unwrap();
+        let mut buf = [0u8; 4];
+        conn.read_exact(&mut buf).unwrap();
+        conn.write_all(format!("b{}", round % 2).as_bytes()).unwrap();
+        drop(conn);
+        let mut answer = String::new();
+        client.read_to_string(&mut answer).unwrap();
+        served.push(answer);
+    }
+    assert_eq!(served, ["b0", "b1", "b0", "b1"]);
+    assert_eq!(balancer.connections(), 4);
+}

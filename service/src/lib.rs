@@ -1,0 +1,119 @@
+//! Process plumbing shared by Yelb's two servers (`yelb-appserver`, `yelb-ui`),
+//! so they log, stop and check their own health the same way.
+//!
+//! - [`LogFormat`] and [`init_tracing`]: `tracing` to stderr as text or JSON,
+//!   levels from `RUST_LOG`.
+//! - [`shutdown_signal`]: a future that completes on SIGTERM or Ctrl-C.
+//! - [`healthcheck`]: the `healthcheck` subcommand's probe, so an image with
+//!   no shell (`FROM scratch`) can still run a container health check.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::str::FromStr;
+use std::time::Duration;
+
+use tracing_subscriber::EnvFilter;
+
+/// Log output format (`YELB_LOG_FORMAT`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line, for log collectors.
+    Json,
+}
+
+impl FromStr for LogFormat {
+    type Err = &'static str;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "text" => Ok(LogFormat::Text),
+            "json" => Ok(LogFormat::Json),
+            _ => Err("expected text or json"),
+        }
+    }
+}
+
+/// Installs the global subscriber. Call once, from `main`.
+pub fn init_tracing(format: LogFormat) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+    }
+}
+
+/// Asks the server at `listen` (on loopback when it listens on every
+/// address) for `path` and returns whether it answered 200 within two
+/// seconds. Blocking on purpose: it runs as a process of its own, as a
+/// container health check.
+pub fn healthcheck(listen: SocketAddr, path: &str) -> Result<(), String> {
+    use std::io::{Read, Write};
+    let ip = match listen.ip() {
+        std::net::IpAddr::V4(ip) if ip.is_unspecified() => std::net::Ipv4Addr::LOCALHOST.into(),
+        std::net::IpAddr::V6(ip) if ip.is_unspecified() => std::net::Ipv6Addr::LOCALHOST.into(),
+        ip => ip,
+    };
+    let addr = SocketAddr::new(ip, listen.port());
+    let timeout = Duration::from_secs(2);
+    let mut stream =
+        std::net::TcpStream::connect_timeout(&addr, timeout).map_err(|e| format!("{addr}: {e}"))?;
+    stream.set_read_timeout(Some(timeout)).map_err(|e| e.to_string())?;
+    stream.set_write_timeout(Some(timeout)).map_err(|e| e.to_string())?;
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").map_err(|e| e.to_string())?;
+    let mut head = [0u8; 64];
+    let n = stream.read(&mut head).map_err(|e| e.to_string())?;
+    let status_line = String::from_utf8_lossy(&head[..n]);
+    match status_line.split_whitespace().nth(1) {
+        Some("200") => Ok(()),
+        Some(code) => Err(format!("{addr}{path} answered {code}")),
+        None => Err(format!("{addr}{path} sent no HTTP status")),
+    }
+}
+
+/// Completes on SIGTERM or SIGINT (Ctrl-C).
+///
+/// The handlers are installed when this is called, not when the future is
+/// first polled, so call it before binding the listener: a SIGTERM that
+/// arrives during start-up then shuts down cleanly instead of killing the
+/// process with the default action.
+pub fn shutdown_signal() -> impl Future<Output = ()> + Send + 'static {
+    use tokio::signal::unix::{SignalKind, signal};
+    let term = signal(SignalKind::terminate());
+    let int = signal(SignalKind::interrupt());
+    async move {
+        match (term, int) {
+            (Ok(mut term), Ok(mut int)) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = int.recv() => {}
+                }
+            }
+            _ => {
+                tracing::warn!("cannot install signal handlers; falling back to Ctrl-C only");
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn log_formats_parse_and_others_are_refused() {
+        assert_eq!("json".parse(), Ok(LogFormat::Json));
+        assert_eq!("text".parse(), Ok(LogFormat::Text));
+        assert!("yaml".parse::<LogFormat>().is_err());
+    }
+
+    #[test]
+    fn healthcheck_fails_when_nothing_listens() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+        // The listener is dropped here, so the port is closed.
+        assert!(healthcheck(port, "/healthz").is_err());
+    }
+}

@@ -1,0 +1,376 @@
+//! The page: Leptos components shared by the server render and the browser.
+//!
+//! - [`shell`]: the whole HTML document (head, snapshot, hydration scripts).
+//! - [`App`]: the body: header with the app server's hostname and the live
+//!   badge, the notice bar, the four cards, the donut chart with page views,
+//!   the spread panel and the QR code.
+//! - [`Ui`]: the page's reactive state, built from the [`Snapshot`] on both
+//!   sides, so the hydrated page starts exactly where the server left it.
+//!
+//! The components never talk to the network themselves: in the browser,
+//! `client` (compiled only with the `hydrate` feature) changes [`Ui`]'s
+//! signals, and the view follows.
+
+use leptos::prelude::*;
+use yelb_core::wire::ReplicaInfo;
+use yelb_core::{Restaurant, VoteCounts};
+
+use crate::chart::{self, RADIUS};
+use crate::model::{ApiLevel, Notice, Recent, SNAPSHOT_ID, Snapshot};
+
+/// How the page currently hears about other people's votes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LiveStatus {
+    /// Opening the event stream.
+    Connecting,
+    /// The event stream is open: changes arrive as they happen.
+    Live,
+    /// No event stream (the original API, or it dropped): re-reading every few seconds.
+    Polling,
+    /// The app server does not answer; retrying.
+    Offline,
+}
+
+impl LiveStatus {
+    /// The badge text.
+    pub const fn label(self) -> &'static str {
+        match self {
+            LiveStatus::Connecting => "connecting…",
+            LiveStatus::Live => "live",
+            LiveStatus::Polling => "polling",
+            LiveStatus::Offline => "app server unreachable",
+        }
+    }
+}
+
+/// The page's reactive state. Every field is a signal, so `Ui` is `Copy` and
+/// costs nothing to hand to closures.
+#[derive(Debug, Clone, Copy)]
+pub struct Ui {
+    /// The four counts.
+    pub votes: RwSignal<VoteCounts>,
+    /// Page views, once known.
+    pub pageviews: RwSignal<Option<i64>>,
+    /// The app server that answered last.
+    pub hostname: RwSignal<Option<String>>,
+    /// The message above the cards.
+    pub notice: RwSignal<Option<Notice>>,
+    /// How updates arrive.
+    pub live: RwSignal<LiveStatus>,
+    /// Which API the app server speaks.
+    pub api: RwSignal<ApiLevel>,
+    /// Hostnames that answered this browser's latest requests.
+    pub recent: RwSignal<Recent>,
+    /// Requests served by each app server, cluster-wide.
+    pub replicas: RwSignal<Vec<ReplicaInfo>>,
+    /// The vote on its way, if any (its button shows it).
+    pub pending: RwSignal<Option<Restaurant>>,
+}
+
+impl Ui {
+    /// The state the server rendered.
+    pub fn new(snapshot: &Snapshot) -> Self {
+        let mut recent = Recent::default();
+        if let Some(host) = &snapshot.hostname {
+            recent.push(host);
+        }
+        let live = match (snapshot.api, snapshot.votes.is_some()) {
+            (_, false) => LiveStatus::Offline,
+            (ApiLevel::Modern, true) => LiveStatus::Connecting,
+            (_, true) => LiveStatus::Polling,
+        };
+        Ui {
+            votes: RwSignal::new(snapshot.votes.unwrap_or_default()),
+            pageviews: RwSignal::new(snapshot.pageviews),
+            hostname: RwSignal::new(snapshot.hostname.clone()),
+            notice: RwSignal::new(snapshot.notice.clone()),
+            live: RwSignal::new(live),
+            api: RwSignal::new(snapshot.api),
+            recent: RwSignal::new(recent),
+            replicas: RwSignal::new(snapshot.replicas.clone()),
+            pending: RwSignal::new(None),
+        }
+    }
+
+    /// Notes which app server answered a request.
+    pub fn answered_by(&self, hostname: &str) {
+        if self.hostname.with_untracked(|h| h.as_deref() != Some(hostname)) {
+            self.hostname.set(Some(hostname.to_owned()));
+        }
+        self.recent.update(|r| r.push(hostname));
+    }
+
+    /// Folds newer counts in. Counts only grow, so the larger value is the
+    /// newer one, whatever order answers and events arrive in.
+    pub fn merge_votes(&self, votes: &VoteCounts) {
+        if self.votes.with_untracked(|mine| {
+            let mut merged = *mine;
+            merged.merge_max(votes)
+        }) {
+            self.votes.update(|mine| {
+                mine.merge_max(votes);
+            });
+        }
+    }
+
+    /// Folds a newer page-view count in.
+    pub fn merge_pageviews(&self, pageviews: i64) {
+        if self.pageviews.get_untracked().is_none_or(|mine| pageviews > mine) {
+            self.pageviews.set(Some(pageviews));
+        }
+    }
+}
+
+/// The whole document. The server renders it; the browser hydrates only the body.
+pub fn shell(options: LeptosOptions) -> impl IntoView {
+    let snapshot = use_context::<Snapshot>();
+    let title = snapshot.as_ref().map(|s| s.title.clone()).unwrap_or_default();
+    let json = snapshot.as_ref().map(Snapshot::to_script_json).unwrap_or_default();
+    view! {
+        <!DOCTYPE html>
+        <html lang="en">
+            <head>
+                <meta charset="utf-8"/>
+                <meta name="viewport" content="width=device-width, initial-scale=1"/>
+                <meta name="color-scheme" content="light dark"/>
+                <title>{title}</title>
+                <link rel="icon" href="/favicon.svg" type="image/svg+xml"/>
+                <link rel="stylesheet" href="/yelb.css"/>
+                <script type="application/json" id=SNAPSHOT_ID inner_html=json></script>
+                <HydrationScripts options/>
+            </head>
+            <body>
+                <App/>
+            </body>
+        </html>
+    }
+}
+
+/// The page body.
+#[component]
+pub fn App() -> impl IntoView {
+    let snapshot = use_context::<Snapshot>().unwrap_or_else(|| Snapshot::empty("Yelb"));
+    let ui = Ui::new(&snapshot);
+    provide_context(ui);
+
+    #[cfg(feature = "hydrate")]
+    {
+        let snapshot = snapshot.clone();
+        Effect::new(move |_| crate::client::start(ui, &snapshot));
+    }
+
+    let title = snapshot.title.clone();
+    let hostname = move || ui.hostname.get().unwrap_or_else(|| "…".to_owned());
+    view! {
+        <header class="top">
+            <h1>{title}</h1>
+            <p class="host">
+                "App Server: " <strong data-test="hostname">{hostname}</strong>
+            </p>
+            <p class=move || format!("badge {:?}", ui.live.get()).to_lowercase() data-test="live">
+                {move || ui.live.get().label()}
+            </p>
+        </header>
+        <NoticeBar/>
+        <main>
+            <section class="cards" aria-label="Restaurants">
+                {Restaurant::CARD_ORDER.map(|restaurant| view! { <Card restaurant/> }).collect_view()}
+            </section>
+            <section class="results" aria-label="Results">
+                <Donut/>
+                <p class="views">
+                    "Number of page views so far: "
+                    <strong data-test="pageviews">
+                        {move || ui.pageviews.get().map_or_else(|| "…".to_owned(), |n| n.to_string())}
+                    </strong>
+                </p>
+            </section>
+            <Qr url=snapshot.public_url.clone() svg=snapshot.qr_svg.clone()/>
+            <Show when=move || ui.api.get() == ApiLevel::Modern>
+                <Spread/>
+            </Show>
+        </main>
+        <footer>
+            <p>"Yelb, in Rust. Votes go to the app server through this page's own server; no internet needed."</p>
+        </footer>
+    }
+}
+
+/// The message bar: failures and confirmations, dismissable.
+#[component]
+fn NoticeBar() -> impl IntoView {
+    let ui = expect_context::<Ui>();
+    move || {
+        ui.notice.get().map(|notice| {
+            let class = if notice.is_error { "notice error" } else { "notice info" };
+            view! {
+                <div class=class role="alert" data-test="notice">
+                    <span>{notice.text}</span>
+                    <button type="button" class="dismiss" aria-label="Dismiss" on:click=move |_| ui.notice.set(None)>
+                        "×"
+                    </button>
+                </div>
+            }
+        })
+    }
+}
+
+/// One restaurant's card. Its Vote button is a real form post, so it works
+/// before (or without) hydration; once hydrated, the browser casts the vote
+/// itself and waits for the answer.
+#[component]
+fn Card(restaurant: Restaurant) -> impl IntoView {
+    let ui = expect_context::<Ui>();
+    let on_submit = move |ev: leptos::ev::SubmitEvent| {
+        ev.prevent_default();
+        #[cfg(feature = "hydrate")]
+        crate::client::vote(ui, restaurant);
+    };
+    let slug = restaurant.slug();
+    let name = restaurant.display_name();
+    let busy = move || ui.pending.get() == Some(restaurant);
+    view! {
+        <article class=format!("card {}", chart::colour_class(restaurant)) data-restaurant=slug>
+            <h2>{name}</h2>
+            <p class="tagline">{restaurant.tagline()}</p>
+            <p class="count">
+                <strong data-test="count">{move || ui.votes.get().get(restaurant)}</strong>
+                {move || if ui.votes.get().get(restaurant) == 1 { " vote" } else { " votes" }}
+            </p>
+            <form method="post" action=format!("/vote/{slug}") on:submit=on_submit>
+                <button
+                    type="submit"
+                    class="vote"
+                    aria-label=format!("Vote for {name}")
+                    aria-busy=move || busy().to_string()
+                    disabled=move || ui.pending.get().is_some()
+                >
+                    {move || if busy() { "Voting…" } else { "Vote" }}
+                </button>
+            </form>
+        </article>
+    }
+}
+
+/// The donut chart of the four counts, with the total in the middle and a
+/// legend with counts and percentages.
+#[component]
+fn Donut() -> impl IntoView {
+    let ui = expect_context::<Ui>();
+    let arcs = Memo::new(move |_| chart::segments(&ui.votes.get()));
+    let total = move || ui.votes.get().total();
+    let label = move || {
+        let parts: Vec<String> = arcs.with(|arcs| {
+            arcs.iter().map(|a| format!("{} {}", a.restaurant.display_name(), a.count)).collect()
+        });
+        format!("Votes: {}", parts.join(", "))
+    };
+    let arc_views = (0..Restaurant::CARD_ORDER.len())
+        .map(|i| {
+            let class = format!("arc {}", chart::colour_class(Restaurant::CARD_ORDER[i]));
+            view! {
+                <circle
+                    class=class
+                    cx="21"
+                    cy="21"
+                    r=RADIUS.to_string()
+                    fill="transparent"
+                    stroke-width="6"
+                    stroke-dasharray=move || arcs.with(|a| a[i].dasharray.clone())
+                    stroke-dashoffset=move || arcs.with(|a| a[i].dashoffset.clone())
+                ></circle>
+            }
+        })
+        .collect_view();
+    let legend = (0..Restaurant::CARD_ORDER.len())
+        .map(|i| {
+            let restaurant = Restaurant::CARD_ORDER[i];
+            view! {
+                <li data-restaurant=restaurant.slug()>
+                    <span class=format!("swatch {}", chart::colour_class(restaurant))></span>
+                    <span class="name">{restaurant.display_name()}</span>
+                    <span class="n">{move || arcs.with(|a| a[i].count)}</span>
+                    <span class="pct">{move || arcs.with(|a| chart::format_percent(a[i].percent))}</span>
+                </li>
+            }
+        })
+        .collect_view();
+    view! {
+        <figure class="donut">
+            <svg viewBox="0 0 42 42" role="img" aria-label=label>
+                <circle class="track" cx="21" cy="21" r=RADIUS.to_string() fill="transparent" stroke-width="6"></circle>
+                {arc_views}
+                <text x="21" y="21" class="total" data-test="total">{total}</text>
+                <text x="21" y="26.5" class="total-label">"votes"</text>
+            </svg>
+            <figcaption>
+                <ul class="legend">{legend}</ul>
+            </figcaption>
+        </figure>
+    }
+}
+
+/// Which app servers answer: this browser's recent requests, and the
+/// cluster-wide count of requests each replica served.
+#[component]
+fn Spread() -> impl IntoView {
+    let ui = expect_context::<Ui>();
+    let mine = Signal::derive(move || {
+        ui.recent.with(|r| r.tally().into_iter().map(|(h, n)| (h, n as u64)).collect::<Vec<_>>())
+    });
+    let cluster = Signal::derive(move || {
+        ui.replicas.with(|r| r.iter().map(|r| (r.hostname.clone(), r.served)).collect::<Vec<_>>())
+    });
+    let recent_len = move || ui.recent.with(Recent::len);
+    view! {
+        <section class="spread" aria-label="Which app servers answer">
+            <h2>"Who answered"</h2>
+            <div class="spread-cols">
+                <div>
+                    <h3>"This browser's last " {recent_len} " requests"</h3>
+                    <Bars rows=mine test="recent"/>
+                </div>
+                <div>
+                    <h3>"Requests served, whole cluster"</h3>
+                    <Bars rows=cluster test="cluster"/>
+                </div>
+            </div>
+        </section>
+    }
+}
+
+/// A bar per hostname, as long as its share of the largest.
+#[component]
+fn Bars(rows: Signal<Vec<(String, u64)>>, test: &'static str) -> impl IntoView {
+    view! {
+        <ul class="bars" data-test=test>
+            {move || {
+                let rows = rows.get();
+                let max = rows.iter().map(|(_, n)| *n).max().unwrap_or(0).max(1);
+                rows.into_iter()
+                    .map(|(host, n)| {
+                        let width = format!("width:{:.1}%", n as f64 * 100.0 / max as f64);
+                        view! {
+                            <li>
+                                <span class="bar-host">{host}</span>
+                                <span class="bar"><span class="fill" style=width></span></span>
+                                <span class="bar-n">{n}</span>
+                            </li>
+                        }
+                    })
+                    .collect_view()
+            }}
+        </ul>
+    }
+}
+
+/// The QR code of the page's public URL, for the audience's phones.
+#[component]
+fn Qr(url: String, svg: String) -> impl IntoView {
+    view! {
+        <aside class="qr" aria-label="Open this page on your phone">
+            <div class="qr-code" inner_html=svg></div>
+            <p>"Vote from your phone: " <a href=url.clone() data-test="public-url">{url.clone()}</a></p>
+        </aside>
+    }
+}

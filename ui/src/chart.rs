@@ -1,0 +1,102 @@
+//! The donut chart's geometry, kept apart from the markup so it can be tested.
+//!
+//! The chart is an SVG circle whose circumference is exactly 100 units
+//! (radius 100 / 2π), so a segment's `stroke-dasharray` is its percentage and
+//! its `stroke-dashoffset` is where the previous segments ended. No chart
+//! library, no JavaScript: the server renders the same SVG the browser updates.
+
+use yelb_core::{Restaurant, VoteCounts};
+
+/// The radius that makes the circumference 100.
+pub const RADIUS: f64 = 15.915_494_309_189_533;
+/// The chart's centre (the view box is 42 × 42).
+pub const CENTRE: f64 = 21.0;
+/// Dash offset that starts the first segment at 12 o'clock.
+const TOP: f64 = 25.0;
+
+/// One restaurant's arc of the donut.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Segment {
+    /// Whose arc it is.
+    pub restaurant: Restaurant,
+    /// Its votes.
+    pub count: i64,
+    /// Its share of all votes, 0 to 100.
+    pub percent: f64,
+    /// `stroke-dasharray`: the arc, then the gap to the end of the circle.
+    pub dasharray: String,
+    /// `stroke-dashoffset`: where the arc starts.
+    pub dashoffset: String,
+}
+
+/// The four arcs, in card order, for these counts. With no votes at all
+/// every arc is empty (the chart shows its track and a total of 0).
+pub fn segments(counts: &VoteCounts) -> Vec<Segment> {
+    let total = counts.total();
+    let mut start = 0.0;
+    Restaurant::CARD_ORDER
+        .into_iter()
+        .map(|restaurant| {
+            let count = counts.get(restaurant);
+            let percent = if total > 0 { count as f64 * 100.0 / total as f64 } else { 0.0 };
+            let segment = Segment {
+                restaurant,
+                count,
+                percent,
+                dasharray: format!("{percent:.3} {:.3}", 100.0 - percent),
+                dashoffset: format!("{:.3}", TOP - start),
+            };
+            start += percent;
+            segment
+        })
+        .collect()
+}
+
+/// A percentage as people read it: whole numbers, one decimal below 10%.
+pub fn format_percent(percent: f64) -> String {
+    if percent > 0.0 && percent < 10.0 { format!("{percent:.1}%") } else { format!("{percent:.0}%") }
+}
+
+/// The colour of a restaurant's arc, card accent and legend swatch (CSS class suffix).
+pub const fn colour_class(restaurant: Restaurant) -> &'static str {
+    match restaurant {
+        Restaurant::Ihop => "c-ihop",
+        Restaurant::Chipotle => "c-chipotle",
+        Restaurant::Outback => "c-outback",
+        Restaurant::Bucadibeppo => "c-bucadibeppo",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn arcs_follow_each_other_round_the_circle_and_add_up_to_it() {
+        let counts = VoteCounts { outback: 1, bucadibeppo: 1, ihop: 2, chipotle: 0 };
+        let arcs = segments(&counts);
+        let order: Vec<_> = arcs.iter().map(|s| s.restaurant).collect();
+        assert_eq!(order, Restaurant::CARD_ORDER.to_vec());
+        assert_eq!(arcs[0].percent, 50.0);
+        assert_eq!(arcs[0].dasharray, "50.000 50.000");
+        assert_eq!(arcs[0].dashoffset, "25.000");
+        assert_eq!(arcs[1].dashoffset, "-25.000");
+        assert_eq!(arcs[2].dashoffset, "-25.000", "an empty arc takes no room");
+        assert_eq!(arcs[3].dashoffset, "-50.000");
+        assert_eq!(arcs.iter().map(|s| s.percent).sum::<f64>(), 100.0);
+    }
+
+    #[test]
+    fn no_votes_draw_no_arcs_instead_of_dividing_by_zero() {
+        let arcs = segments(&VoteCounts::default());
+        assert!(arcs.iter().all(|s| s.percent == 0.0 && s.dasharray == "0.000 100.000"));
+    }
+
+    #[test]
+    fn percentages_read_naturally() {
+        assert_eq!(format_percent(0.0), "0%");
+        assert_eq!(format_percent(3.333), "3.3%");
+        assert_eq!(format_percent(66.6), "67%");
+        assert_eq!(format_percent(100.0), "100%");
+    }
+}

@@ -1,0 +1,313 @@
+//! The browser side (the `hydrate` feature): talks to the app server through
+//! the UI's `/api` and moves [`Ui`]'s signals.
+//!
+//! - [`start`]: runs once after hydration: finds out which API the app server
+//!   speaks, counts the page view if the server could not, then keeps the
+//!   page current: an `EventSource` on `/api/v1/events` when there is one,
+//!   re-reading every [`POLL_MS`] when there is not (the original API, or the
+//!   stream dropped), and retrying the stream with a growing pause.
+//! - [`vote`]: casts a vote, waits for its answer and shows the count from it.
+//! - The spread loop reads `/api/v1/replicas` every [`SPREAD_MS`]; every
+//!   answer, whatever it was for, adds its hostname to the spread panel.
+
+use gloo_net::http::{Request, RequestBuilder, Response};
+use gloo_timers::future::sleep;
+use leptos::prelude::*;
+use leptos::task::spawn_local;
+use serde::de::DeserializeOwned;
+use std::time::Duration;
+use wasm_bindgen::JsCast;
+use wasm_bindgen::closure::Closure;
+use web_sys::{EventSource, MessageEvent};
+use yelb_core::Restaurant;
+use yelb_core::wire::{
+    ErrorBody, LegacyStats, LegacyVote, LiveState, ReplicasBody, StatsBody, VoteReceipt, VotesBody,
+    counts_from_legacy,
+};
+
+use crate::app::{LiveStatus, Ui};
+use crate::model::{ApiLevel, Notice, SNAPSHOT_ID, Snapshot};
+
+/// How often the page re-reads the counts when it has no event stream.
+pub const POLL_MS: u64 = 2_000;
+/// How often the spread panel re-reads the cluster's request counts.
+pub const SPREAD_MS: u64 = 2_000;
+/// The longest pause between two attempts to reopen the event stream.
+const MAX_RETRY_MS: u64 = 10_000;
+
+/// Why a request to the app server failed, in words for the notice bar.
+#[derive(Debug, Clone)]
+enum ApiError {
+    /// No answer at all (network), or the UI's server could not reach the app server.
+    Unreachable(String),
+    /// The app server does not have this route (it speaks only the original API).
+    NotFound,
+    /// Any other refusal, with the app server's own message.
+    Refused(u16, String),
+}
+
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ApiError::Unreachable(why) => write!(f, "the app server cannot be reached ({why})"),
+            ApiError::NotFound => f.write_str("the app server does not know this request"),
+            ApiError::Refused(status, why) => write!(f, "the app server refused it ({status}: {why})"),
+        }
+    }
+}
+
+/// The snapshot the server rendered into the page.
+pub fn read_snapshot() -> Snapshot {
+    let text = web_sys::window()
+        .and_then(|w| w.document())
+        .and_then(|d| d.get_element_by_id(SNAPSHOT_ID))
+        .and_then(|e| e.text_content());
+    text.and_then(|t| serde_json::from_str(&t).ok()).unwrap_or_else(|| Snapshot::empty("Yelb"))
+}
+
+/// Where API calls go: this origin, or the app server's own URL (`UI_ENV=dev`).
+#[derive(Debug, Clone)]
+struct Api {
+    base: String,
+}
+
+impl Api {
+    fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    /// Sends a request and reads a JSON answer, noting who answered (our app
+    /// server names itself in `X-Served-By` on every answer).
+    async fn send<T: DeserializeOwned>(&self, ui: Ui, request: RequestBuilder) -> Result<T, ApiError> {
+        let response = request.send().await.map_err(|e| ApiError::Unreachable(e.to_string()))?;
+        if let Some(host) = response.headers().get("x-served-by") {
+            ui.answered_by(&host);
+        }
+        read(response).await
+    }
+
+    async fn get<T: DeserializeOwned>(&self, ui: Ui, path: &str) -> Result<T, ApiError> {
+        self.send(ui, Request::get(&self.url(path))).await
+    }
+
+    async fn post<T: DeserializeOwned>(&self, ui: Ui, path: &str) -> Result<T, ApiError> {
+        self.send(ui, Request::post(&self.url(path))).await
+    }
+}
+
+async fn read<T: DeserializeOwned>(response: Response) -> Result<T, ApiError> {
+    let status = response.status();
+    if response.ok() {
+        return response.json::<T>().await.map_err(|e| ApiError::Refused(status, e.to_string()));
+    }
+    let message = match response.json::<ErrorBody>().await {
+        Ok(body) => body.error,
+        Err(_) => response.status_text(),
+    };
+    Err(match status {
+        404 | 405 => ApiError::NotFound,
+        502..=504 => ApiError::Unreachable(message),
+        _ => ApiError::Refused(status, message),
+    })
+}
+
+/// Starts keeping the page current. Called once, right after hydration.
+pub fn start(ui: Ui, snapshot: &Snapshot) {
+    let api = Api { base: snapshot.api_base.clone() };
+    let view_counted = snapshot.view_counted;
+    spawn_local(keep_current(ui, api.clone(), view_counted));
+    spawn_local(watch_spread(ui, api));
+    if let Some(body) = web_sys::window().and_then(|w| w.document()).and_then(|d| d.body()) {
+        // Tests and people alike can tell a hydrated page from a static one.
+        let _ = body.set_attribute("data-hydrated", "true");
+    }
+}
+
+/// Casts one vote and waits for its answer; the count shown is the app
+/// server's answer, never a guess.
+pub fn vote(ui: Ui, restaurant: Restaurant) {
+    if ui.pending.get_untracked().is_some() {
+        return;
+    }
+    let api = Api { base: read_snapshot().api_base };
+    ui.pending.set(Some(restaurant));
+    spawn_local(async move {
+        match cast(ui, &api, restaurant).await {
+            Ok(count) => {
+                let mut votes = ui.votes.get_untracked();
+                *votes.get_mut(restaurant) = count;
+                ui.merge_votes(&votes);
+                if ui.notice.with_untracked(|n| n.as_ref().is_some_and(|n| n.is_error)) {
+                    ui.notice.set(None);
+                }
+            }
+            Err(e) => ui.notice.set(Some(Notice::error(format!(
+                "Your vote for {} did not go through: {e}. Please try again.",
+                restaurant.display_name()
+            )))),
+        }
+        ui.pending.set(None);
+    });
+}
+
+async fn cast(ui: Ui, api: &Api, restaurant: Restaurant) -> Result<i64, ApiError> {
+    let slug = restaurant.slug();
+    if ui.api.get_untracked() != ApiLevel::Legacy {
+        match api.post::<VoteReceipt>(ui, &format!("/api/v1/votes/{slug}")).await {
+            Ok(receipt) => {
+                refresh_pageviews(ui, api).await;
+                return Ok(receipt.count);
+            }
+            Err(ApiError::NotFound) => ui.api.set(ApiLevel::Legacy),
+            Err(e) => return Err(e),
+        }
+    }
+    // The original API votes with GET and answers the bare count; its answers
+    // carry no hostname, so ask for it (the original UI never did).
+    let count = api.get::<i64>(ui, &format!("/api/{slug}")).await?;
+    if let Ok(text) = Request::get(&api.url("/api/hostname")).send().await
+        && let Ok(host) = text.text().await
+        && !host.is_empty()
+    {
+        ui.answered_by(host.trim());
+    }
+    Ok(count)
+}
+
+async fn refresh_pageviews(ui: Ui, api: &Api) {
+    if let Ok(stats) = api.get::<StatsBody>(ui, "/api/v1/stats").await {
+        ui.merge_pageviews(stats.pageviews);
+    }
+}
+
+/// Finds out which API the app server speaks, and counts this page view if
+/// the server could not when it rendered the page.
+async fn introduce(ui: Ui, api: &Api, view_counted: bool) -> Result<(), ApiError> {
+    if ui.api.get_untracked() == ApiLevel::Unknown {
+        match api.get::<ReplicasBody>(ui, "/api/v1/replicas").await {
+            Ok(body) => {
+                ui.replicas.set(body.replicas);
+                ui.api.set(ApiLevel::Modern);
+            }
+            Err(ApiError::NotFound) => ui.api.set(ApiLevel::Legacy),
+            Err(e) => return Err(e),
+        }
+    }
+    if !view_counted {
+        let pageviews = if ui.api.get_untracked() == ApiLevel::Modern {
+            api.post::<StatsBody>(ui, "/api/v1/pageviews").await?.pageviews
+        } else {
+            // The original's answers carry no X-Served-By; its body names the host.
+            let stats = api.get::<LegacyStats>(ui, "/api/getstats").await?;
+            ui.answered_by(&stats.hostname);
+            stats.pageviews
+        };
+        ui.merge_pageviews(pageviews);
+    }
+    Ok(())
+}
+
+/// Re-reads the counts (and, on our API, the page views) once.
+async fn poll(ui: Ui, api: &Api) -> Result<(), ApiError> {
+    if ui.api.get_untracked() == ApiLevel::Modern {
+        let body = api.get::<VotesBody>(ui, "/api/v1/votes").await?;
+        ui.merge_votes(&body.votes);
+        refresh_pageviews(ui, api).await;
+    } else {
+        let body = api.get::<Vec<LegacyVote>>(ui, "/api/getvotes").await?;
+        ui.merge_votes(&counts_from_legacy(&body));
+    }
+    Ok(())
+}
+
+/// The page's update loop: introduce, then stream (or poll), forever.
+async fn keep_current(ui: Ui, api: Api, mut view_counted: bool) {
+    let mut retry_ms = 1_000;
+    loop {
+        if let Err(e) = introduce(ui, &api, view_counted).await {
+            ui.live.set(LiveStatus::Offline);
+            leptos::logging::debug_warn!("app server not reachable: {e}");
+            sleep(Duration::from_millis(POLL_MS)).await;
+            continue;
+        }
+        if !view_counted {
+            view_counted = true;
+            // The first answer after an outage: catch up on everything missed.
+            let _ = poll(ui, &api).await;
+        }
+        if ui.api.get_untracked() == ApiLevel::Modern {
+            if stream(ui, &api).await {
+                retry_ms = 1_000;
+            }
+            // The stream is gone for good (the app server or the UI's server
+            // went away): poll until it is time to try again.
+            ui.live.set(LiveStatus::Polling);
+            let until = js_sys::Date::now() + retry_ms as f64;
+            while js_sys::Date::now() < until {
+                if poll(ui, &api).await.is_err() {
+                    ui.live.set(LiveStatus::Offline);
+                }
+                sleep(Duration::from_millis(POLL_MS.min(retry_ms))).await;
+            }
+            retry_ms = (retry_ms * 2).min(MAX_RETRY_MS);
+        } else {
+            ui.live.set(match poll(ui, &api).await {
+                Ok(()) => LiveStatus::Polling,
+                Err(_) => LiveStatus::Offline,
+            });
+            sleep(Duration::from_millis(POLL_MS)).await;
+        }
+    }
+}
+
+/// Follows `/api/v1/events` until the browser gives the stream up (it retries
+/// short drops by itself; a refused reconnection closes it). Returns whether
+/// the stream was ever open.
+async fn stream(ui: Ui, api: &Api) -> bool {
+    let Ok(source) = EventSource::new(&api.url("/api/v1/events")) else {
+        return false;
+    };
+    ui.live.set(LiveStatus::Connecting);
+    let opened = RwSignal::new(false);
+    let on_state = Closure::<dyn FnMut(MessageEvent)>::new(move |event: MessageEvent| {
+        if let Some(text) = event.data().as_string()
+            && let Ok(state) = serde_json::from_str::<LiveState>(&text)
+        {
+            ui.merge_votes(&state.votes);
+            ui.merge_pageviews(state.pageviews);
+        }
+    });
+    let on_open = Closure::<dyn FnMut()>::new(move || {
+        opened.set(true);
+        ui.live.set(LiveStatus::Live);
+    });
+    let on_error = Closure::<dyn FnMut()>::new(move || ui.live.set(LiveStatus::Connecting));
+    let _ = source.add_event_listener_with_callback("state", on_state.as_ref().unchecked_ref());
+    source.set_onopen(Some(on_open.as_ref().unchecked_ref()));
+    source.set_onerror(Some(on_error.as_ref().unchecked_ref()));
+    while source.ready_state() != EventSource::CLOSED {
+        sleep(Duration::from_millis(500)).await;
+    }
+    source.close();
+    source.set_onopen(None);
+    source.set_onerror(None);
+    let _ = source.remove_event_listener_with_callback("state", on_state.as_ref().unchecked_ref());
+    opened.get_untracked()
+}
+
+/// Keeps the spread panel's cluster-wide counts current (our API only).
+async fn watch_spread(ui: Ui, api: Api) {
+    loop {
+        sleep(Duration::from_millis(SPREAD_MS)).await;
+        if ui.api.get_untracked() != ApiLevel::Modern {
+            continue;
+        }
+        match api.get::<ReplicasBody>(ui, "/api/v1/replicas").await {
+            Ok(body) => {
+                ui.replicas.set(body.replicas);
+            }
+            Err(ApiError::NotFound) => ui.api.set(ApiLevel::Legacy),
+            Err(_) => {}
+        }
+    }
+}

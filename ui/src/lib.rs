@@ -1,0 +1,36 @@
+//! Yelb's web UI: the page the audience sees, written once in Leptos,
+//! rendered on the server and hydrated in the browser.
+//!
+//! - [`app`]: the components and the page's reactive state (both sides).
+//! - [`chart`]: the donut chart's geometry (both sides).
+//! - [`model`]: the snapshot the server hands the browser (both sides).
+//! - `client` (feature `hydrate`): the browser's network code: votes, the
+//!   event stream, polling, the spread panel.
+//! - [`server`] (feature `ssr`, the default): the UI's own process: renders
+//!   the page, serves the WebAssembly bundle, takes no-JavaScript votes and
+//!   forwards `/api` to the app server, as nginx did in the original.
+//!
+//! Wire types come from `yelb-core`, shared with the app server; the UI talks
+//! to the app server over HTTP only.
+
+pub mod app;
+pub mod chart;
+#[cfg(feature = "hydrate")]
+mod client;
+pub mod model;
+#[cfg(feature = "ssr")]
+pub mod server;
+
+/// The browser's entry point, called by the script Leptos puts in the page:
+/// reads the server's snapshot and hydrates the body with it.
+#[cfg(feature = "hydrate")]
+#[wasm_bindgen::prelude::wasm_bindgen]
+pub fn hydrate() {
+    use leptos::prelude::*;
+    console_error_panic_hook::set_once();
+    let snapshot = client::read_snapshot();
+    leptos::mount::hydrate_body(move || {
+        provide_context(snapshot.clone());
+        view! { <app::App/> }
+    });
+}

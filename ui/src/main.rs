@@ -1,0 +1,25 @@
+//! `yelb-ui`: reads the configuration, starts logging and serves the UI until
+//! SIGTERM or Ctrl-C. Everything else lives in the library.
+
+use clap::Parser;
+use yelb_ui::server::{self, Args, Command};
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    if let Some(Command::Healthcheck { path }) = &args.command {
+        let ok = server::healthcheck(&args, path);
+        std::process::exit(if ok { 0 } else { 1 });
+    }
+    let config = match args.into_config() {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("yelb-ui: {e}");
+            std::process::exit(2);
+        }
+    };
+    server::init_tracing(&config);
+    let shutdown = server::shutdown_signal();
+    let listener = tokio::net::TcpListener::bind(config.listen).await?;
+    server::run(listener, config, shutdown).await
+}

@@ -1,0 +1,233 @@
+//! The UI server's configuration: flags and environment variables, read once
+//! into a typed [`Config`]. A bad value stops the process at start with the
+//! variable's name. The README's table lists the same variables as `--help`
+//! (a test keeps them in step).
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use axum::http::Uri;
+use clap::{Parser, Subcommand};
+use yelb_service::LogFormat;
+
+/// Yelb web UI: renders the page, serves its WebAssembly, forwards /api to the app server.
+#[derive(Debug, Clone, Parser)]
+#[command(version, about)]
+pub struct Args {
+    /// Address to listen on.
+    #[arg(long, env = "YELB_UI_LISTEN_ADDR", default_value = "0.0.0.0")]
+    pub listen_addr: String,
+
+    /// Port to listen on (unprivileged; map 80 to it where the original used 80).
+    #[arg(long, env = "YELB_UI_PORT", default_value = "8080")]
+    pub port: String,
+
+    /// The app server's full URL. Resolved per connection, never at start.
+    #[arg(long, env = "YELB_APPSERVER_ENDPOINT", default_value = "http://yelb-appserver:4567")]
+    pub appserver_endpoint: String,
+
+    /// Reuse connections to the app server (true), or open one per request
+    /// (false, the default) so that consecutive requests can reach different
+    /// replicas behind a Service, DNS round robin or Swarm.
+    #[arg(long, env = "YELB_UI_UPSTREAM_KEEPALIVE", default_value = "false")]
+    pub upstream_keepalive: String,
+
+    /// Seconds to wait for the app server's answer to begin (streams may then run for ever).
+    #[arg(long, env = "YELB_UI_UPSTREAM_TIMEOUT", default_value = "10")]
+    pub upstream_timeout: String,
+
+    /// The page title.
+    #[arg(long, env = "YELB_UI_TITLE", default_value = "Yelb")]
+    pub title: String,
+
+    /// The URL the QR code shows (default: the URL the page was loaded from).
+    #[arg(long, env = "YELB_UI_PUBLIC_URL")]
+    pub public_url: Option<String>,
+
+    /// Folder holding `pkg/` (the WebAssembly bundle built by scripts/build-ui.sh).
+    #[arg(long, env = "YELB_UI_SITE_ROOT", default_value = "site")]
+    pub site_root: PathBuf,
+
+    /// The original's switch: `prod` (browser calls /api on this server) or
+    /// `dev`/`test` (browser calls http://localhost:4567 directly).
+    #[arg(long, env = "UI_ENV", default_value = "prod")]
+    pub ui_env: String,
+
+    /// Log format: `text` or `json`. Levels come from RUST_LOG (default `info`).
+    #[arg(long, env = "YELB_LOG_FORMAT", default_value = "text")]
+    pub log_format: String,
+
+    /// What to do instead of serving.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// Subcommands.
+#[derive(Debug, Clone, Subcommand)]
+pub enum Command {
+    /// Probe the local UI server and exit 0 if it answers 200 (for container health checks).
+    Healthcheck {
+        /// The path to probe.
+        #[arg(long, default_value = "/healthz")]
+        path: String,
+    },
+}
+
+/// The UI server's settings, parsed and checked.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Where to listen.
+    pub listen: SocketAddr,
+    /// The app server's base URL (scheme and authority).
+    pub appserver: Uri,
+    /// Reuse upstream connections.
+    pub keepalive: bool,
+    /// How long the app server may take to start answering.
+    pub upstream_timeout: Duration,
+    /// Page title.
+    pub title: String,
+    /// Fixed public URL for the QR code, if configured.
+    pub public_url: Option<String>,
+    /// Folder holding `pkg/`.
+    pub site_root: PathBuf,
+    /// Where the browser sends API calls: `""` (this origin) or a full URL.
+    pub api_base: String,
+    /// Log format.
+    pub log_format: LogFormat,
+}
+
+/// A variable with a value the UI cannot use.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{var}={value:?} is not valid: {reason}")]
+pub struct ConfigError {
+    /// The variable's name.
+    pub var: &'static str,
+    /// The value as given.
+    pub value: String,
+    /// Why it was refused.
+    pub reason: String,
+}
+
+fn bad(var: &'static str, value: &str, reason: impl Into<String>) -> ConfigError {
+    ConfigError { var, value: value.to_owned(), reason: reason.into() }
+}
+
+impl Args {
+    /// The address to listen on, checked.
+    pub fn listen(&self) -> Result<SocketAddr, ConfigError> {
+        let ip: IpAddr = self
+            .listen_addr
+            .parse()
+            .map_err(|_| bad("YELB_UI_LISTEN_ADDR", &self.listen_addr, "expected an IP address"))?;
+        let port: u16 =
+            self.port.parse().map_err(|_| bad("YELB_UI_PORT", &self.port, "expected a port number"))?;
+        Ok(SocketAddr::new(ip, port))
+    }
+
+    /// Checks every value and resolves them into a [`Config`].
+    pub fn into_config(self) -> Result<Config, ConfigError> {
+        let listen = self.listen()?;
+        let appserver = parse_endpoint(&self.appserver_endpoint)?;
+        let keepalive = match self.upstream_keepalive.as_str() {
+            "true" | "1" | "yes" => true,
+            "false" | "0" | "no" => false,
+            other => return Err(bad("YELB_UI_UPSTREAM_KEEPALIVE", other, "expected true or false")),
+        };
+        let upstream_timeout = match self.upstream_timeout.parse::<f64>() {
+            Ok(secs) if secs > 0.0 && secs <= 3600.0 => Duration::from_secs_f64(secs),
+            _ => {
+                return Err(bad(
+                    "YELB_UI_UPSTREAM_TIMEOUT",
+                    &self.upstream_timeout,
+                    "expected seconds, more than 0 and at most 3600",
+                ));
+            }
+        };
+        let api_base = match self.ui_env.as_str() {
+            "prod" | "production" | "" => String::new(),
+            "dev" | "test" | "development" => "http://localhost:4567".to_owned(),
+            other => return Err(bad("UI_ENV", other, "expected prod, dev or test")),
+        };
+        let public_url = match self.public_url.as_deref().map(str::trim) {
+            None | Some("") => None,
+            Some(url) if url.starts_with("http://") || url.starts_with("https://") => Some(url.to_owned()),
+            Some(other) => return Err(bad("YELB_UI_PUBLIC_URL", other, "expected an http:// or https:// URL")),
+        };
+        let log_format =
+            self.log_format.parse().map_err(|why| bad("YELB_LOG_FORMAT", &self.log_format, why))?;
+        Ok(Config {
+            listen,
+            appserver,
+            keepalive,
+            upstream_timeout,
+            title: self.title,
+            public_url,
+            site_root: self.site_root,
+            api_base,
+            log_format,
+        })
+    }
+}
+
+/// `http://host:port` (a path, if any, is ignored: the app server's routes are at its root).
+fn parse_endpoint(value: &str) -> Result<Uri, ConfigError> {
+    let uri: Uri = value
+        .parse()
+        .map_err(|_| bad("YELB_APPSERVER_ENDPOINT", value, "expected a URL such as http://yelb-appserver:4567"))?;
+    match (uri.scheme_str(), uri.authority()) {
+        (Some("http"), Some(authority)) => Uri::builder()
+            .scheme("http")
+            .authority(authority.clone())
+            .path_and_query("/")
+            .build()
+            .map_err(|e| bad("YELB_APPSERVER_ENDPOINT", value, e.to_string())),
+        (Some("https"), _) => Err(bad("YELB_APPSERVER_ENDPOINT", value, "https is not supported; use http")),
+        _ => Err(bad("YELB_APPSERVER_ENDPOINT", value, "expected a URL such as http://yelb-appserver:4567")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(extra: &[&str]) -> Args {
+        let mut argv = vec!["yelb-ui"];
+        argv.extend_from_slice(extra);
+        Args::try_parse_from(argv).unwrap()
+    }
+
+    #[test]
+    fn defaults_match_the_original_names_and_an_unprivileged_port() {
+        let config = args(&[]).into_config().unwrap();
+        assert_eq!(config.listen.port(), 8080);
+        assert_eq!(config.appserver.to_string(), "http://yelb-appserver:4567/");
+        assert!(!config.keepalive, "one connection per request by default, so replicas share the load");
+        assert_eq!(config.api_base, "");
+        assert_eq!(config.public_url, None);
+    }
+
+    #[test]
+    fn bad_values_name_their_variable() {
+        for (flag, value, var) in [
+            ("--port", "eighty", "YELB_UI_PORT"),
+            ("--listen-addr", "anywhere", "YELB_UI_LISTEN_ADDR"),
+            ("--appserver-endpoint", "yelb-appserver:4567", "YELB_APPSERVER_ENDPOINT"),
+            ("--appserver-endpoint", "https://yelb-appserver", "YELB_APPSERVER_ENDPOINT"),
+            ("--upstream-keepalive", "maybe", "YELB_UI_UPSTREAM_KEEPALIVE"),
+            ("--upstream-timeout", "0", "YELB_UI_UPSTREAM_TIMEOUT"),
+            ("--public-url", "yelb.example", "YELB_UI_PUBLIC_URL"),
+            ("--ui-env", "staging", "UI_ENV"),
+            ("--log-format", "xml", "YELB_LOG_FORMAT"),
+        ] {
+            let err = args(&[flag, value]).into_config().unwrap_err();
+            assert_eq!(err.var, var, "{flag} {value}");
+        }
+    }
+
+    #[test]
+    fn the_original_dev_switch_sends_the_browser_to_localhost() {
+        let config = args(&["--ui-env", "dev"]).into_config().unwrap();
+        assert_eq!(config.api_base, "http://localhost:4567");
+    }
+}

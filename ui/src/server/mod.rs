@@ -1,0 +1,185 @@
+//! The UI's own process (feature `ssr`): renders the page, serves the
+//! browser bundle, takes no-JavaScript votes and forwards `/api`.
+//!
+//! - [`config`]: flags and variables, read once into [`Config`].
+//! - [`proxy`]: [`Upstream`], the app server as this process reaches it.
+//! - [`page`]: `GET /` and `POST /vote/{restaurant}`.
+//! - [`error`]: [`UiError`], the one error type, and its answers.
+//!
+//! Routes: `/` (the page), `/vote/{restaurant}`, `/api` and everything under
+//! it (also `//api/...`, as the original UI requested), `/pkg/*` (the
+//! WebAssembly bundle, precompressed), `/yelb.css`, `/favicon.svg`,
+//! `/healthz` (the process is up) and `/readyz` (the bundle is there; the app
+//! server's state is reported but never makes the UI unready, so an
+//! orchestrator does not restart a healthy UI for an app server's outage).
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{HeaderValue, Request, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, get, post};
+use leptos::config::LeptosOptions;
+use serde_json::json;
+use tokio::net::TcpListener;
+use tower_http::compression::CompressionLayer;
+use tower_http::services::ServeDir;
+use tower_http::set_header::SetResponseHeaderLayer;
+
+pub mod config;
+pub mod error;
+pub mod page;
+pub mod proxy;
+
+pub use config::{Args, Command, Config};
+pub use error::UiError;
+pub use proxy::Upstream;
+pub use yelb_service::shutdown_signal;
+
+/// The bundle's file names (`pkg/yelb-ui.js`, `pkg/yelb-ui_bg.wasm`).
+pub const OUTPUT_NAME: &str = "yelb-ui";
+/// How long open streams may keep the process alive after a shutdown signal.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+const CSS: &str = include_str!("../../style/yelb.css");
+const FAVICON: &str = include_str!("../../style/favicon.svg");
+
+/// Shared by every handler. Cloning copies two `Arc`s and the client handle.
+#[derive(Debug, Clone)]
+pub struct UiState {
+    /// The settings.
+    pub config: Arc<Config>,
+    /// The app server.
+    pub upstream: Upstream,
+    /// What Leptos needs to write the hydration scripts.
+    pub leptos: LeptosOptions,
+}
+
+impl UiState {
+    /// State for a configuration.
+    pub fn new(config: Config) -> Self {
+        let upstream = Upstream::new(config.appserver.clone(), config.keepalive, config.upstream_timeout);
+        let leptos = LeptosOptions::builder()
+            .output_name(OUTPUT_NAME)
+            .site_root(config.site_root.to_string_lossy().into_owned())
+            .site_pkg_dir("pkg")
+            .build();
+        UiState { config: Arc::new(config), upstream, leptos }
+    }
+
+    fn bundle_present(&self) -> bool {
+        self.config.site_root.join("pkg").join(format!("{OUTPUT_NAME}_bg.wasm")).is_file()
+    }
+}
+
+/// The UI's router, with no listener attached (tests call it in-process).
+pub fn app(state: UiState) -> Router {
+    let pkg = ServeDir::new(state.config.site_root.join("pkg")).precompressed_br().precompressed_gzip();
+    // Small assets are revalidated rather than cached for long: file names
+    // carry no hash, and a redeploy on stage must show at once.
+    let revalidate = SetResponseHeaderLayer::overriding(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    let site = Router::new()
+        .route("/", get(page::page))
+        .route("/yelb.css", get(|| async { asset("text/css; charset=utf-8", CSS) }))
+        .route("/favicon.svg", get(|| async { asset("image/svg+xml", FAVICON) }))
+        .layer(CompressionLayer::new());
+    Router::new()
+        .merge(site)
+        .nest_service("/pkg", tower::ServiceBuilder::new().layer(revalidate).service(pkg))
+        .route("/vote/{restaurant}", post(page::vote))
+        .route("/api", any(forward))
+        .route("/api/{*rest}", any(forward))
+        .route("/healthz", get(|| async { axum::Json(json!({"status": "ok"})) }))
+        .route("/readyz", get(readyz))
+        .fallback(fallback)
+        .with_state(state)
+}
+
+fn asset(content_type: &'static str, body: &'static str) -> Response {
+    ([(header::CONTENT_TYPE, content_type), (header::CACHE_CONTROL, "no-cache")], body).into_response()
+}
+
+async fn forward(State(state): State<UiState>, request: Request<Body>) -> Result<Response, UiError> {
+    state.upstream.forward(request).await
+}
+
+/// `//api/...` (the original UI's double slash) is forwarded as it is; the app
+/// server treats it as `/api/...`. Anything else is not here.
+async fn fallback(state: State<UiState>, request: Request<Body>) -> Result<Response, UiError> {
+    if request.uri().path().starts_with("//api") {
+        return forward(state, request).await;
+    }
+    let body = json!({"error": format!("no such page: {}", request.uri().path()), "status": 404});
+    Ok((StatusCode::NOT_FOUND, axum::Json(body)).into_response())
+}
+
+async fn readyz(State(state): State<UiState>) -> Response {
+    let appserver = if state.upstream.reachable().await { "reachable" } else { "unreachable" };
+    if state.bundle_present() {
+        axum::Json(json!({"status": "ready", "appserver": appserver})).into_response()
+    } else {
+        let why = format!("the browser bundle is missing under {}", state.config.site_root.display());
+        (StatusCode::SERVICE_UNAVAILABLE, axum::Json(json!({"status": "not ready", "error": why}))).into_response()
+    }
+}
+
+/// Serves the UI on `listener` until `shutdown` completes; open streams then
+/// get [`SHUTDOWN_GRACE`] to finish.
+pub async fn run(
+    listener: TcpListener,
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    // Leptos renders on whatever executor it is given; ours is Tokio.
+    let _ = any_spawner::Executor::init_tokio();
+    let state = UiState::new(config);
+    if !state.bundle_present() {
+        tracing::warn!(
+            site_root = %state.config.site_root.display(),
+            "browser bundle not found: the page renders but will not hydrate (build it with scripts/build-ui.sh)"
+        );
+    }
+    let addr = listener.local_addr()?;
+    tracing::info!(%addr, appserver = %state.upstream.base(), keepalive = state.config.keepalive, "yelb-ui listening");
+    let (stopping_tx, mut stopping) = tokio::sync::watch::channel(false);
+    let server = axum::serve(listener, app(state)).with_graceful_shutdown(async move {
+        shutdown.await;
+        let _ = stopping_tx.send(true);
+    });
+    tokio::select! {
+        result = server => result?,
+        () = async move {
+            let _ = stopping.wait_for(|s| *s).await;
+            tokio::time::sleep(SHUTDOWN_GRACE).await;
+        } => tracing::info!("closing the streams still open"),
+    }
+    Ok(())
+}
+
+/// The `healthcheck` subcommand: probes this configuration's own listener.
+pub fn healthcheck(args: &Args, path: &str) -> bool {
+    let listen: SocketAddr = match args.listen() {
+        Ok(listen) => listen,
+        Err(e) => {
+            eprintln!("yelb-ui healthcheck: {e}");
+            return false;
+        }
+    };
+    match yelb_service::healthcheck(listen, path) {
+        Ok(()) => true,
+        Err(e) => {
+            eprintln!("yelb-ui healthcheck: {e}");
+            false
+        }
+    }
+}
+
+/// Starts logging for this configuration.
+pub fn init_tracing(config: &Config) {
+    yelb_service::init_tracing(config.log_format);
+}

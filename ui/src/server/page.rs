@@ -1,0 +1,186 @@
+//! The page and the no-JavaScript vote.
+//!
+//! - [`page`]: `GET /`: reads the app server (votes, a counted page view,
+//!   which API it speaks) into a [`Snapshot`], then renders the Leptos app
+//!   with it. If the app server does not answer within [`RENDER_WAIT`], the
+//!   page is rendered anyway and the browser catches up when it can.
+//! - [`vote`]: `POST /vote/{restaurant}`: the cards' form target, so a vote
+//!   works before hydration or without JavaScript. It casts the vote and
+//!   redirects back to the page (303, post/redirect/get), which names the outcome.
+
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, Method, Request, StatusCode, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use leptos::prelude::provide_context;
+use qrcode::QrCode;
+use qrcode::render::svg;
+use serde::Deserialize;
+use yelb_core::Restaurant;
+use yelb_core::wire::{LegacyStats, LegacyVote, ReplicasBody, VoteReceipt, counts_from_legacy};
+
+use super::UiState;
+use super::error::UiError;
+use crate::app::shell;
+use crate::model::{ApiLevel, Notice, Snapshot};
+
+/// The longest the page waits for the app server before rendering without it.
+pub const RENDER_WAIT: Duration = Duration::from_millis(1500);
+
+/// The page's query string: the outcome of a no-JavaScript vote.
+#[derive(Debug, Default, Deserialize)]
+pub struct PageQuery {
+    voted: Option<String>,
+    vote_failed: Option<String>,
+}
+
+impl PageQuery {
+    fn notice(&self) -> Option<Notice> {
+        let name = |slug: &str| slug.parse::<Restaurant>().ok().map(Restaurant::display_name);
+        if let Some(name) = self.vote_failed.as_deref().and_then(name) {
+            return Some(Notice::error(format!(
+                "Your vote for {name} did not go through: the app server is not answering. Please try again."
+            )));
+        }
+        self.voted.as_deref().and_then(name).map(|name| Notice::info(format!("Thanks! Your vote for {name} is counted.")))
+    }
+}
+
+/// `GET /`.
+pub async fn page(State(state): State<UiState>, Query(query): Query<PageQuery>, request: Request<Body>) -> Response {
+    let snapshot = snapshot(&state, request.headers(), query.notice()).await;
+    let options = state.leptos.clone();
+    let render = leptos_axum::render_app_async_with_context(
+        move || provide_context(snapshot.clone()),
+        move || shell(options.clone()),
+    );
+    let mut response = render(request).await;
+    // Always fresh: the page carries live numbers.
+    response.headers_mut().insert(header::CACHE_CONTROL, header::HeaderValue::from_static("no-store"));
+    response
+}
+
+/// Everything the page needs from the app server, read concurrently.
+pub async fn snapshot(state: &UiState, headers: &HeaderMap, notice: Option<Notice>) -> Snapshot {
+    let wait = RENDER_WAIT.min(state.config.upstream_timeout);
+    let up = &state.upstream;
+    let (votes, stats, replicas) = tokio::join!(
+        up.call::<Vec<LegacyVote>>(Method::GET, "/api/getvotes", wait),
+        // The original's call: counts this page view and names the app server.
+        up.call::<LegacyStats>(Method::GET, "/api/getstats", wait),
+        up.call::<ReplicasBody>(Method::GET, "/api/v1/replicas", wait),
+    );
+    let public_url = public_url(state, headers);
+    let mut snapshot = Snapshot::empty(&state.config.title);
+    snapshot.qr_svg = qr_svg(&public_url);
+    snapshot.public_url = public_url;
+    snapshot.api_base = state.config.api_base.clone();
+    snapshot.notice = notice;
+    if let Ok(Some(answer)) = votes {
+        snapshot.votes = Some(counts_from_legacy(&answer.body));
+    }
+    if let Ok(Some(answer)) = stats {
+        snapshot.hostname = Some(answer.body.hostname);
+        snapshot.pageviews = Some(answer.body.pageviews);
+        snapshot.view_counted = true;
+    }
+    snapshot.api = match replicas {
+        Ok(Some(answer)) => {
+            snapshot.replicas = answer.body.replicas;
+            ApiLevel::Modern
+        }
+        Ok(None) => ApiLevel::Legacy,
+        Err(_) => ApiLevel::Unknown,
+    };
+    if snapshot.votes.is_none() && snapshot.notice.is_none() {
+        snapshot.notice = Some(Notice::error(
+            "The app server is not answering yet. This page will update by itself as soon as it does.",
+        ));
+    }
+    snapshot
+}
+
+/// The configured public URL, or the one this request was made to (as the
+/// browser saw it, through any proxy that says so).
+fn public_url(state: &UiState, headers: &HeaderMap) -> String {
+    if let Some(url) = &state.config.public_url {
+        return url.clone();
+    }
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim);
+    let host = header("x-forwarded-host").or_else(|| header("host")).unwrap_or_default();
+    let proto = match header("x-forwarded-proto") {
+        Some("https") => "https",
+        _ => "http",
+    };
+    // A Host header is the client's to choose; accept only a plain host[:port].
+    let plain = !host.is_empty()
+        && host.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '[' | ']'));
+    if plain { format!("{proto}://{host}/") } else { "/".to_owned() }
+}
+
+/// The QR code of `url` as an inline SVG element.
+pub fn qr_svg(url: &str) -> String {
+    let Ok(code) = QrCode::new(url.as_bytes()) else {
+        return String::new();
+    };
+    let image = code.render::<svg::Color<'_>>().quiet_zone(true).min_dimensions(160, 160).build();
+    // Inline in HTML: drop the XML declaration.
+    match image.find("<svg") {
+        Some(start) => image[start..].to_owned(),
+        None => String::new(),
+    }
+}
+
+/// `POST /vote/{restaurant}`.
+pub async fn vote(State(state): State<UiState>, Path(name): Path<String>) -> Result<Response, Response> {
+    let restaurant = name.parse::<Restaurant>().map_err(|e| (StatusCode::NOT_FOUND, e.to_string()).into_response())?;
+    let slug = restaurant.slug();
+    let outcome = cast(&state, restaurant).await;
+    if let Err(e) = &outcome {
+        tracing::warn!(error = %e, restaurant = slug, "form vote failed");
+    }
+    let target = match outcome {
+        Ok(()) => format!("/?voted={slug}"),
+        Err(_) => format!("/?vote_failed={slug}"),
+    };
+    Ok(Redirect::to(&target).into_response())
+}
+
+async fn cast(state: &UiState, restaurant: Restaurant) -> Result<(), UiError> {
+    let slug = restaurant.slug();
+    let wait = state.config.upstream_timeout;
+    let modern =
+        state.upstream.call::<VoteReceipt>(Method::POST, &format!("/api/v1/votes/{slug}"), wait).await?;
+    if modern.is_none() {
+        // The original app server: it votes on GET and answers the bare count.
+        state.upstream.call::<i64>(Method::GET, &format!("/api/{slug}"), wait).await?.ok_or_else(|| {
+            UiError::Refused { status: 404, message: format!("the app server has no /api/{slug}") }
+        })?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_qr_code_is_an_inline_svg_element() {
+        let svg = qr_svg("http://yelb.example:8080/");
+        assert!(svg.starts_with("<svg"), "{}", &svg[..40]);
+        assert!(svg.ends_with("</svg>"));
+        assert!(!svg.contains("<?xml"));
+    }
+
+    #[test]
+    fn notices_name_the_restaurant_and_ignore_unknown_ones() {
+        let voted = PageQuery { voted: Some("ihop".into()), vote_failed: None };
+        assert_eq!(voted.notice(), Some(Notice::info("Thanks! Your vote for IHOP is counted.")));
+        let failed = PageQuery { voted: None, vote_failed: Some("bucadibeppo".into()) };
+        assert!(failed.notice().is_some_and(|n| n.is_error && n.text.contains("Buca di Beppo")));
+        let bogus = PageQuery { voted: Some("<script>".into()), vote_failed: None };
+        assert_eq!(bogus.notice(), None);
+    }
+}

@@ -1,0 +1,188 @@
+//! The app server, as the UI's server reaches it: `/api` forwarding (the job
+//! nginx did in the original) and the few calls the server makes itself.
+//!
+//! The app server's name is resolved when a connection opens, never at start,
+//! so the UI serves its page while the app server is not there yet, and
+//! answers `/api` with a 502 until it is. By default every request opens its
+//! own connection (`YELB_UI_UPSTREAM_KEEPALIVE=false`): a Kubernetes Service,
+//! Swarm's DNS round robin or Docker's embedded DNS balance connections, not
+//! requests, so a reused connection would pin every request to one replica
+//! and hide the spread the demo is there to show. On loopback or a cluster
+//! network a new connection costs well under a millisecond.
+
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, Uri, header};
+use http_body_util::BodyExt;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use serde::de::DeserializeOwned;
+
+use super::error::UiError;
+
+/// The header our app server names itself in.
+pub const SERVED_BY: HeaderName = HeaderName::from_static("x-served-by");
+
+/// Headers that describe one connection, not the message (RFC 9110 §7.6.1);
+/// they are never forwarded.
+const HOP_BY_HOP: [HeaderName; 7] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+];
+
+/// The biggest answer the server reads for itself (the page's snapshot).
+const MAX_BODY: usize = 64 * 1024;
+
+/// A handle on the app server. Cloning is cheap (the client is shared).
+#[derive(Debug, Clone)]
+pub struct Upstream {
+    base: Uri,
+    client: Client<HttpConnector, Body>,
+    keepalive: bool,
+    timeout: Duration,
+}
+
+/// One answer the UI's server read for itself.
+#[derive(Debug)]
+pub struct Answer<T> {
+    /// The parsed body.
+    pub body: T,
+    /// The app server that answered (`X-Served-By`), if it said.
+    pub served_by: Option<String>,
+}
+
+impl Upstream {
+    /// A handle on the app server at `base` (scheme and authority).
+    pub fn new(base: Uri, keepalive: bool, timeout: Duration) -> Self {
+        let mut connector = HttpConnector::new();
+        connector.set_connect_timeout(Some(Duration::from_secs(2)));
+        connector.set_nodelay(true);
+        let client = Client::builder(TokioExecutor::new())
+            .pool_max_idle_per_host(if keepalive { 64 } else { 0 })
+            .pool_idle_timeout(Duration::from_secs(30))
+            .build(connector);
+        Upstream { base, client, keepalive, timeout }
+    }
+
+    /// The app server's base URL, for messages.
+    pub fn base(&self) -> &Uri {
+        &self.base
+    }
+
+    fn uri(&self, path_and_query: &str) -> Result<Uri, UiError> {
+        let mut parts = self.base.clone().into_parts();
+        parts.path_and_query =
+            Some(path_and_query.parse().map_err(|_| UiError::BadRequest("invalid path".to_owned()))?);
+        Uri::from_parts(parts).map_err(|_| UiError::BadRequest("invalid path".to_owned()))
+    }
+
+    /// Sends one request and waits (at most the configured timeout) for the
+    /// answer to begin; the body then streams for as long as it lasts.
+    async fn send(&self, mut request: Request<Body>, timeout: Duration) -> Result<Response<Body>, UiError> {
+        if !self.keepalive {
+            // Tell the app server too, so neither side keeps the socket around.
+            request.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
+        let sent = tokio::time::timeout(timeout, self.client.request(request)).await;
+        let response = match sent {
+            Err(_) => return Err(UiError::UpstreamTimeout(self.base.to_string())),
+            Ok(Err(e)) => return Err(UiError::Unreachable { endpoint: self.base.to_string(), why: cause(&e) }),
+            Ok(Ok(response)) => response,
+        };
+        let (mut parts, body) = response.into_parts();
+        strip_hop_by_hop(&mut parts.headers);
+        Ok(Response::from_parts(parts, Body::new(body)))
+    }
+
+    /// Forwards a browser's `/api` request as it is (method, path, query,
+    /// headers, body) and streams the answer back.
+    pub async fn forward(&self, request: Request<Body>) -> Result<Response<Body>, UiError> {
+        let (mut parts, body) = request.into_parts();
+        let path = parts.uri.path_and_query().map_or("/", |p| p.as_str()).to_owned();
+        let host = parts.headers.get(header::HOST).cloned();
+        strip_hop_by_hop(&mut parts.headers);
+        parts.headers.remove(header::HOST);
+        if let Some(host) = host {
+            parts.headers.insert(HeaderName::from_static("x-forwarded-host"), host);
+        }
+        let mut outgoing = Request::from_parts(parts, body);
+        *outgoing.uri_mut() = self.uri(&path)?;
+        self.send(outgoing, self.timeout).await
+    }
+
+    /// Calls the app server for the UI's own use and parses the JSON answer.
+    /// `Ok(None)` means the app server does not have the route (404/405):
+    /// it speaks only the original API.
+    pub async fn call<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        timeout: Duration,
+    ) -> Result<Option<Answer<T>>, UiError> {
+        let request = Request::builder()
+            .method(method)
+            .uri(self.uri(path)?)
+            .header(header::ACCEPT, "application/json")
+            .body(Body::empty())
+            .map_err(|e| UiError::BadRequest(e.to_string()))?;
+        let response = self.send(request, timeout).await?;
+        let status = response.status();
+        if status.as_u16() == 404 || status.as_u16() == 405 {
+            return Ok(None);
+        }
+        let served_by =
+            response.headers().get(SERVED_BY).and_then(|v| v.to_str().ok()).map(str::to_owned);
+        let bytes = axum::body::to_bytes(response.into_body(), MAX_BODY)
+            .await
+            .map_err(|e| UiError::BadUpstream(format!("{path}: {e}")))?;
+        if !status.is_success() {
+            let message = serde_json::from_slice::<yelb_core::wire::ErrorBody>(&bytes)
+                .map(|b| b.error)
+                .unwrap_or_else(|_| String::from_utf8_lossy(&bytes).chars().take(200).collect());
+            return Err(UiError::Refused { status: status.as_u16(), message });
+        }
+        let body = serde_json::from_slice(&bytes).map_err(|e| UiError::BadUpstream(format!("{path}: {e}")))?;
+        Ok(Some(Answer { body, served_by }))
+    }
+
+    /// Whether the app server answers a plain request at all (readiness detail).
+    pub async fn reachable(&self) -> bool {
+        let Ok(uri) = self.uri("/api/hostname") else { return false };
+        let Ok(request) = Request::get(uri).body(Body::empty()) else { return false };
+        match self.send(request, Duration::from_secs(1)).await {
+            Ok(response) => response.into_body().collect().await.is_ok(),
+            Err(_) => false,
+        }
+    }
+}
+
+fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    // Headers named in `Connection` are hop-by-hop too.
+    let named: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+        .collect();
+    for name in HOP_BY_HOP.iter().chain(&named) {
+        headers.remove(name);
+    }
+}
+
+/// The innermost cause of a client error, which names what went wrong
+/// ("dns error: failed to lookup address", "Connection refused").
+fn cause(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut inner = error;
+    while let Some(next) = inner.source() {
+        inner = next;
+    }
+    inner.to_string()
+}

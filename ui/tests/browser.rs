@@ -1,0 +1,198 @@
+//! The UI in headless Chromium, against the real UI server and real app
+//! servers on real Postgres and Redis. Screenshots land in
+//! `target/screenshots/` for a person to look at.
+
+mod support;
+
+use std::time::Duration;
+
+use support::browser::{Browser, DESKTOP, PHONE, exclusive};
+use support::{AppServer, UiServer, http, real_backends};
+use yelb_core::Restaurant;
+
+const IHOP_VOTE: &str = "article[data-restaurant='ihop'] button.vote";
+const IHOP_COUNT: &str = "article[data-restaurant='ihop'] [data-test='count']";
+
+fn number(text: &str) -> i64 {
+    text.trim().parse().unwrap_or(-1)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_page_shows_the_cards_chart_views_and_hostname_without_console_errors() {
+    let _one = exclusive().await;
+    let app = AppServer::start(&real_backends(), 0).await;
+    let ui = UiServer::start(&app.url(), &["--title=Yelb at RustConf"]).await;
+    let browser = Browser::launch(DESKTOP, true).await;
+    browser.open_hydrated(&ui.url).await;
+
+    assert_eq!(browser.client.title().await.unwrap(), "Yelb at RustConf");
+    let names = browser.texts("article.card h2").await;
+    let expected: Vec<&str> = Restaurant::CARD_ORDER.iter().map(|r| r.display_name()).collect();
+    assert_eq!(names, expected, "the original's cards, in its order");
+    let taglines = browser.texts("article.card .tagline").await;
+    assert_eq!(taglines[0], "Pancakes, for a powerful start!");
+    assert_eq!(browser.text("[data-test='hostname']").await, app.hostname);
+    assert_eq!(browser.text("[data-test='total']").await, "0");
+    browser.wait_text("[data-test='pageviews']", "a page-view count", |t| number(t) >= 1).await;
+    browser.wait_text("[data-test='live']", "the live badge", |t| t == "live").await;
+    assert!(browser.exists(".qr-code svg").await, "a QR code for the audience");
+    let url = browser.text("[data-test='public-url']").await;
+    assert!(url.starts_with("http://127.0.0.1:"), "defaults to the URL the page was loaded from: {url}");
+    browser.screenshot("desktop").await;
+
+    let errors = browser.console_errors().await;
+    assert!(errors.is_empty(), "console errors: {errors:#?}");
+    browser.close().await;
+
+    let phone = Browser::launch(PHONE, true).await;
+    phone.open_hydrated(&ui.url).await;
+    // Nothing is wider than the phone: no sideways scrolling.
+    let widths = phone.eval("return [document.documentElement.scrollWidth, window.innerWidth]").await;
+    assert_eq!(widths[0], widths[1], "page width vs. phone width");
+    assert_eq!(widths[1], 390);
+    phone.screenshot("phone").await;
+    assert!(phone.console_errors().await.is_empty());
+    phone.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_vote_waits_for_its_answer_and_moves_the_count_and_the_chart() {
+    let _one = exclusive().await;
+    let app = AppServer::start(&real_backends(), 0).await;
+    let ui = UiServer::start(&app.url(), &[]).await;
+    let browser = Browser::launch(DESKTOP, true).await;
+    browser.open_hydrated(&ui.url).await;
+    let arc = "circle.arc.c-ihop";
+    assert_eq!(browser.attr(arc, "stroke-dasharray").await.as_deref(), Some("0.000 100.000"));
+
+    browser.click(IHOP_VOTE).await;
+    browser.wait_text(IHOP_COUNT, "one vote", |t| t == "1").await;
+    assert_eq!(browser.text("[data-test='total']").await, "1");
+    assert_eq!(browser.attr(arc, "stroke-dasharray").await.as_deref(), Some("100.000 0.000"));
+    browser.click("article[data-restaurant='chipotle'] button.vote").await;
+    browser.wait_text("[data-test='total']", "two votes", |t| t == "2").await;
+    assert_eq!(browser.attr(arc, "stroke-dasharray").await.as_deref(), Some("50.000 50.000"));
+    assert_eq!(browser.text("li[data-restaurant='ihop'] .pct").await, "50%");
+
+    // The app server counted them: the chart showed its answers, not guesses.
+    let votes: serde_json::Value =
+        http().get(format!("{}/api/v1/votes", app.url())).send().await.unwrap().json().await.unwrap();
+    assert_eq!(votes["votes"]["ihop"], 1);
+    assert_eq!(votes["votes"]["chipotle"], 1);
+    assert!(browser.console_errors().await.is_empty());
+    browser.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_screen_sees_a_vote_cast_through_another_replica_live() {
+    let _one = exclusive().await;
+    let backends = real_backends();
+    let first = AppServer::start(&backends, 0).await;
+    let second = AppServer::start(&backends, 0).await;
+    let ui_one = UiServer::start(&first.url(), &[]).await;
+    let ui_two = UiServer::start(&second.url(), &[]).await;
+    let voter = Browser::launch(DESKTOP, true).await;
+    let watcher = Browser::launch(DESKTOP, true).await;
+    voter.open_hydrated(&ui_one.url).await;
+    watcher.open_hydrated(&ui_two.url).await;
+    watcher.wait_text("[data-test='live']", "the live badge", |t| t == "live").await;
+
+    voter.click(IHOP_VOTE).await;
+    watcher.wait_text(IHOP_COUNT, "the other screen's vote", |t| t == "1").await;
+    assert_eq!(watcher.text("[data-test='live']").await, "live", "it came by the stream, not by polling");
+    assert_eq!(watcher.text("[data-test='hostname']").await, second.hostname);
+    voter.close().await;
+    watcher.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_two_replicas_behind_the_ui_both_hostnames_appear_in_the_spread_panel() {
+    let _one = exclusive().await;
+    let backends = real_backends();
+    let first = AppServer::start(&backends, 0).await;
+    let second = AppServer::start(&backends, 0).await;
+    let service = yelb_testkit::Balancer::start(vec![first.addr, second.addr]);
+    let ui = UiServer::start(&format!("http://{}", service.addr()), &[]).await;
+    let browser = Browser::launch(DESKTOP, true).await;
+    browser.open_hydrated(&ui.url).await;
+    for _ in 0..4 {
+        browser.click(IHOP_VOTE).await;
+        tokio::time::sleep(Duration::from_millis(150)).await;
+    }
+    for list in ["recent", "cluster"] {
+        let css = format!("[data-test='{list}'] .bar-host");
+        let deadline = std::time::Instant::now() + support::browser::PATIENCE;
+        loop {
+            let hosts = browser.texts(&css).await;
+            if hosts.contains(&first.hostname) && hosts.contains(&second.hostname) {
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "{list} shows {hosts:?}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    browser.screenshot("spread").await;
+    browser.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_page_loads_while_the_app_server_is_down_and_recovers_by_itself() {
+    let _one = exclusive().await;
+    let port = yelb_testkit::free_port();
+    let ui = UiServer::start(&format!("http://127.0.0.1:{port}"), &[]).await;
+    let browser = Browser::launch(DESKTOP, true).await;
+    browser.open_hydrated(&ui.url).await;
+    assert_eq!(browser.text("[data-test='live']").await, "app server unreachable");
+    assert!(browser.text("[data-test='notice']").await.contains("not answering"));
+    assert_eq!(browser.texts("article.card").await.len(), 4, "the cards are there anyway");
+    browser.screenshot("appserver-down").await;
+
+    let app = AppServer::start(&real_backends(), port).await;
+    browser.wait_text("[data-test='live']", "the live badge", |t| t == "live").await;
+    browser.wait_text("[data-test='hostname']", "the app server's name", |t| t == app.hostname).await;
+    browser.wait_text("[data-test='pageviews']", "the counted view", |t| number(t) == 1).await;
+    browser.click(IHOP_VOTE).await;
+    browser.wait_text(IHOP_COUNT, "a vote", |t| t == "1").await;
+    browser.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_vote_says_so_and_the_message_can_be_dismissed() {
+    let _one = exclusive().await;
+    let port = yelb_testkit::free_port();
+    let app = AppServer::start(&real_backends(), port).await;
+    let ui = UiServer::start(&app.url(), &[]).await;
+    let browser = Browser::launch(DESKTOP, true).await;
+    browser.open_hydrated(&ui.url).await;
+    drop(app);
+    support::wait_for_status(&format!("{}/api/getvotes", ui.url), 502).await;
+
+    browser.click(IHOP_VOTE).await;
+    let notice = browser.wait_text("[data-test='notice']", "an error", |t| t.contains("did not go through")).await;
+    assert!(notice.contains("IHOP"), "{notice}");
+    assert_eq!(browser.text(IHOP_COUNT).await, "0");
+    browser.click("[data-test='notice'] button.dismiss").await;
+    assert!(!browser.exists("[data-test='notice']").await);
+    // The page keeps working: the button is usable again.
+    assert!(browser.client.find(fantoccini::Locator::Css(IHOP_VOTE)).await.unwrap().is_enabled().await.unwrap());
+    browser.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_javascript_the_page_shows_the_votes_and_a_form_vote_counts() {
+    let _one = exclusive().await;
+    let app = AppServer::start(&real_backends(), 0).await;
+    let ui = UiServer::start(&app.url(), &[]).await;
+    let browser = Browser::launch(PHONE, false).await;
+    browser.open(&ui.url).await;
+    browser.wait_for(IHOP_COUNT).await;
+    assert!(!browser.exists("body[data-hydrated]").await, "JavaScript is off");
+    assert_eq!(browser.text(IHOP_COUNT).await, "0");
+
+    browser.click(IHOP_VOTE).await;
+    browser.wait_text("[data-test='notice']", "the thanks", |t| t.contains("vote for IHOP is counted")).await;
+    assert_eq!(browser.text(IHOP_COUNT).await, "1");
+    assert_eq!(browser.text("[data-test='total']").await, "1");
+    browser.screenshot("phone-no-javascript").await;
+    browser.close().await;
+}

@@ -1,0 +1,143 @@
+//! What the UI's tests start: app servers (in this process, on real Postgres
+//! and Redis from `yelb-testkit`), the UI server itself, a round-robin
+//! balancer in front of several app servers, and headless Chromium driven
+//! over WebDriver. Everything listens on 127.0.0.1 and stops when its handle
+//! drops; Chromium and its driver are killed by process group.
+
+#![allow(dead_code)] // Each test binary uses its own part of this module.
+
+pub mod browser;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use tokio::sync::oneshot;
+use yelb_testkit::{shared_pg, shared_redis, unique_name};
+
+/// The flags that put app servers on the shared Postgres and Redis, each
+/// call with a database and key prefix of its own.
+pub fn real_backends() -> Vec<String> {
+    vec![
+        format!("--database-url={}", shared_pg().url(&unique_name("yelb_ui"))),
+        format!("--redis-url={}", shared_redis().url()),
+        format!("--redis-key-prefix={}:", unique_name("ui")),
+    ]
+}
+
+/// An app server running in this process.
+pub struct AppServer {
+    pub addr: SocketAddr,
+    pub hostname: String,
+    shutdown: Option<oneshot::Sender<()>>,
+}
+
+impl AppServer {
+    /// Starts an app server with `flags` on 127.0.0.1 `port` (0: any) and waits until it is ready.
+    pub async fn start(flags: &[String], port: u16) -> AppServer {
+        let hostname = unique_name("replica").replace('_', "-");
+        let mut argv = vec![
+            "yelb-appserver".to_owned(),
+            "--listen-addr=127.0.0.1".to_owned(),
+            format!("--port={port}"),
+            format!("--hostname={hostname}"),
+        ];
+        argv.extend(flags.iter().cloned());
+        let config = yelb_appserver::Config::from_args(yelb_appserver::config::Args::parse_from(argv))
+            .expect("app server config");
+        let listener = tokio::net::TcpListener::bind(config.listen).await.expect("bind app server");
+        let addr = listener.local_addr().unwrap();
+        let state = yelb_appserver::build_state(&config).expect("app server state");
+        let (tx, rx) = oneshot::channel::<()>();
+        let timing = yelb_appserver::ShutdownTiming { delay: Duration::ZERO, timeout: Duration::from_secs(2) };
+        tokio::spawn(yelb_appserver::run(listener, state, async move { drop(rx.await) }, timing));
+        let server = AppServer { addr, hostname, shutdown: Some(tx) };
+        wait_for_status(&format!("http://{addr}/readyz"), 200).await;
+        server
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+}
+
+impl Drop for AppServer {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+/// The UI server running in this process.
+pub struct UiServer {
+    pub url: String,
+    shutdown: Option<oneshot::Sender<()>>,
+}
+
+impl UiServer {
+    /// Starts the UI in front of `appserver` (a URL) with extra flags.
+    pub async fn start(appserver: &str, flags: &[&str]) -> UiServer {
+        let mut argv = vec![
+            "yelb-ui".to_owned(),
+            "--listen-addr=127.0.0.1".to_owned(),
+            "--port=0".to_owned(),
+            format!("--appserver-endpoint={appserver}"),
+            format!("--site-root={}", site_root().display()),
+        ];
+        argv.extend(flags.iter().map(|f| (*f).to_owned()));
+        let config = yelb_ui::server::Args::parse_from(argv).into_config().expect("ui config");
+        let listener = tokio::net::TcpListener::bind(config.listen).await.expect("bind ui");
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let (tx, rx) = oneshot::channel::<()>();
+        tokio::spawn(yelb_ui::server::run(listener, config, async move { drop(rx.await) }));
+        wait_for_status(&format!("{url}/healthz"), 200).await;
+        UiServer { url, shutdown: Some(tx) }
+    }
+}
+
+impl Drop for UiServer {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+/// Where scripts/build-ui.sh put the browser bundle.
+pub fn site_root() -> PathBuf {
+    let root = std::env::var_os("YELB_UI_SITE_ROOT")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/site"));
+    assert!(
+        root.join("pkg/yelb-ui_bg.wasm").is_file(),
+        "no browser bundle under {}: run scripts/build-ui.sh (scripts/test.sh does)",
+        root.display()
+    );
+    root
+}
+
+/// Polls `url` until it answers `status` (at most 15 s).
+pub async fn wait_for_status(url: &str, status: u16) {
+    let client = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        if let Ok(r) = client.get(url).send().await
+            && r.status().as_u16() == status
+        {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{url} never answered {status}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A plain HTTP client for the tests' own calls.
+pub fn http() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
