@@ -1,14 +1,18 @@
 #!/usr/bin/env bash
-# The test command: installs the Postgres and Redis server binaries if missing
-# (the tests start and stop their own throwaway servers on 127.0.0.1), then
-# checks formatting and lints, fuzzes both APIs from their OpenAPI document
-# (scripts/fuzz-api.sh) and runs every test in the workspace.
+# The test command: installs the Postgres and Redis server binaries, Chromium
+# and ChromeDriver if missing (the tests start and stop their own throwaway
+# servers and browsers on 127.0.0.1), builds the UI's browser bundle, checks
+# formatting and lints (server and browser builds), fuzzes both APIs from
+# their OpenAPI document (scripts/fuzz-api.sh) and runs every test in the
+# workspace, the browser tests among them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need=()
 compgen -G '/usr/lib/postgresql/*/bin/postgres' >/dev/null || need+=(postgresql)
 command -v redis-server >/dev/null || need+=(redis-server)
+[ -x /usr/bin/chromium ] || need+=(chromium)
+command -v chromedriver >/dev/null || need+=(chromium-driver)
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing: ${need[*]}"
   apt-get update -qq
@@ -22,6 +26,8 @@ done
 rustup component add rustfmt clippy >/dev/null 2>&1 || true
 cargo fmt --all --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
+./scripts/build-ui.sh
+cargo clippy --locked -p yelb-ui --lib --target wasm32-unknown-unknown --no-default-features --features hydrate -- -D warnings
 ./scripts/fuzz-api.sh
 # Last, so its result lines close the output.
 cargo test --workspace --locked

@@ -9,9 +9,9 @@
 //! - [`VoteBackend`], [`ViewBackend`]: where votes and page views live; with
 //!   nothing configured both are in memory (the embedded mode).
 
-pub use yelb_service::LogFormat;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
+pub use yelb_service::LogFormat;
 
 use clap::Parser;
 use secrecy::{ExposeSecret, SecretString};

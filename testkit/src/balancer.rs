@@ -38,7 +38,9 @@ impl Balancer {
                         let backend = backends[n % backends.len()];
                         std::thread::spawn(move || pipe(client, backend));
                     }
-                    Err(e) if e.kind() == ErrorKind::WouldBlock => std::thread::sleep(Duration::from_millis(2)),
+                    Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                        std::thread::sleep(Duration::from_millis(2))
+                    }
                     Err(_) => std::thread::sleep(Duration::from_millis(20)),
                 }
             }

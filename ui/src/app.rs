@@ -186,9 +186,7 @@ pub fn App() -> impl IntoView {
                 </p>
             </section>
             <Qr url=snapshot.public_url.clone() svg=snapshot.qr_svg.clone()/>
-            <Show when=move || ui.api.get() == ApiLevel::Modern>
-                <Spread/>
-            </Show>
+            <Spread/>
         </main>
         <footer>
             <p>"Yelb, in Rust. Votes go to the app server through this page's own server; no internet needed."</p>
@@ -323,7 +321,9 @@ fn Spread() -> impl IntoView {
     });
     let recent_len = move || ui.recent.with(Recent::len);
     view! {
-        <section class="spread" aria-label="Which app servers answer">
+        // Always rendered, hidden unless the app server has /api/v1: an
+        // attribute flips on hydration where a missing node could not.
+        <section class="spread" aria-label="Which app servers answer" hidden=move || ui.api.get() != ApiLevel::Modern>
             <h2>"Who answered"</h2>
             <div class="spread-cols">
                 <div>

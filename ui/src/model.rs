@@ -152,7 +152,13 @@ mod tests {
     fn recent_keeps_only_the_newest_answers_and_tallies_them_by_host() {
         let mut recent = Recent::default();
         for i in 0..Recent::CAPACITY + 5 {
-            recent.push(if i < 5 { "old" } else if i % 2 == 0 { "b" } else { "a" });
+            recent.push(if i < 5 {
+                "old"
+            } else if i % 2 == 0 {
+                "b"
+            } else {
+                "a"
+            });
         }
         assert_eq!(recent.len(), Recent::CAPACITY);
         assert_eq!(recent.tally(), vec![("a".to_owned(), 15), ("b".to_owned(), 15)]);

@@ -2,6 +2,8 @@
 //! servers on real Postgres and Redis. Screenshots land in
 //! `target/screenshots/` for a person to look at.
 
+#![allow(clippy::unwrap_used)] // Helpers of tests: a failed step is a failed test.
+
 mod support;
 
 use std::time::Duration;
@@ -153,6 +155,9 @@ async fn the_page_loads_while_the_app_server_is_down_and_recovers_by_itself() {
     browser.wait_text("[data-test='pageviews']", "the counted view", |t| number(t) == 1).await;
     browser.click(IHOP_VOTE).await;
     browser.wait_text(IHOP_COUNT, "a vote", |t| t == "1").await;
+    let errors = browser.console_errors().await;
+    // The failed calls while the app server was away are expected; nothing else.
+    assert!(errors.iter().all(|e| e.contains("502 (Bad Gateway)")), "console errors: {errors:#?}");
     browser.close().await;
 }
 
@@ -168,13 +173,16 @@ async fn a_failed_vote_says_so_and_the_message_can_be_dismissed() {
     support::wait_for_status(&format!("{}/api/getvotes", ui.url), 502).await;
 
     browser.click(IHOP_VOTE).await;
-    let notice = browser.wait_text("[data-test='notice']", "an error", |t| t.contains("did not go through")).await;
+    let notice =
+        browser.wait_text("[data-test='notice']", "an error", |t| t.contains("did not go through")).await;
     assert!(notice.contains("IHOP"), "{notice}");
     assert_eq!(browser.text(IHOP_COUNT).await, "0");
     browser.click("[data-test='notice'] button.dismiss").await;
     assert!(!browser.exists("[data-test='notice']").await);
     // The page keeps working: the button is usable again.
-    assert!(browser.client.find(fantoccini::Locator::Css(IHOP_VOTE)).await.unwrap().is_enabled().await.unwrap());
+    assert!(
+        browser.client.find(fantoccini::Locator::Css(IHOP_VOTE)).await.unwrap().is_enabled().await.unwrap()
+    );
     browser.close().await;
 }
 
@@ -194,5 +202,38 @@ async fn without_javascript_the_page_shows_the_votes_and_a_form_vote_counts() {
     assert_eq!(browser.text(IHOP_COUNT).await, "1");
     assert_eq!(browser.text("[data-test='total']").await, "1");
     browser.screenshot("phone-no-javascript").await;
+    browser.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_front_of_the_original_api_votes_work_and_live_and_spread_switch_off() {
+    let _one = exclusive().await;
+    let app = AppServer::start(&real_backends(), 0).await;
+    let legacy = support::LegacyOnly::start(&app).await;
+    let ui = UiServer::start(&legacy.url, &[]).await;
+    let browser = Browser::launch(DESKTOP, true).await;
+    browser.open_hydrated(&ui.url).await;
+    assert_eq!(browser.text("[data-test='live']").await, "polling");
+    assert!(
+        !browser
+            .client
+            .find(fantoccini::Locator::Css(".spread"))
+            .await
+            .unwrap()
+            .is_displayed()
+            .await
+            .unwrap(),
+        "no spread panel without /api/v1/replicas"
+    );
+    assert_eq!(browser.text("[data-test='hostname']").await, app.hostname);
+
+    browser.click(IHOP_VOTE).await;
+    browser.wait_text(IHOP_COUNT, "the vote", |t| t == "1").await;
+    // Another voter, straight at the app server: polling picks it up.
+    http().get(format!("{}/api/chipotle", legacy.url)).send().await.unwrap();
+    browser.wait_text("[data-test='total']", "both votes", |t| t == "2").await;
+    let errors = browser.console_errors().await;
+    // The probe of /api/v1/replicas answers 404 here, on purpose; nothing else may fail.
+    assert!(errors.iter().all(|e| e.contains("/api/v1/")), "console errors: {errors:#?}");
     browser.close().await;
 }

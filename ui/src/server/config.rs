@@ -152,7 +152,9 @@ impl Args {
         let public_url = match self.public_url.as_deref().map(str::trim) {
             None | Some("") => None,
             Some(url) if url.starts_with("http://") || url.starts_with("https://") => Some(url.to_owned()),
-            Some(other) => return Err(bad("YELB_UI_PUBLIC_URL", other, "expected an http:// or https:// URL")),
+            Some(other) => {
+                return Err(bad("YELB_UI_PUBLIC_URL", other, "expected an http:// or https:// URL"));
+            }
         };
         let log_format =
             self.log_format.parse().map_err(|why| bad("YELB_LOG_FORMAT", &self.log_format, why))?;
@@ -172,9 +174,9 @@ impl Args {
 
 /// `http://host:port` (a path, if any, is ignored: the app server's routes are at its root).
 fn parse_endpoint(value: &str) -> Result<Uri, ConfigError> {
-    let uri: Uri = value
-        .parse()
-        .map_err(|_| bad("YELB_APPSERVER_ENDPOINT", value, "expected a URL such as http://yelb-appserver:4567"))?;
+    let uri: Uri = value.parse().map_err(|_| {
+        bad("YELB_APPSERVER_ENDPOINT", value, "expected a URL such as http://yelb-appserver:4567")
+    })?;
     match (uri.scheme_str(), uri.authority()) {
         (Some("http"), Some(authority)) => Uri::builder()
             .scheme("http")

@@ -82,7 +82,8 @@ pub fn app(state: UiState) -> Router {
     let pkg = ServeDir::new(state.config.site_root.join("pkg")).precompressed_br().precompressed_gzip();
     // Small assets are revalidated rather than cached for long: file names
     // carry no hash, and a redeploy on stage must show at once.
-    let revalidate = SetResponseHeaderLayer::overriding(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    let revalidate =
+        SetResponseHeaderLayer::overriding(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     let site = Router::new()
         .route("/", get(page::page))
         .route("/yelb.css", get(|| async { asset("text/css; charset=utf-8", CSS) }))
@@ -124,7 +125,8 @@ async fn readyz(State(state): State<UiState>) -> Response {
         axum::Json(json!({"status": "ready", "appserver": appserver})).into_response()
     } else {
         let why = format!("the browser bundle is missing under {}", state.config.site_root.display());
-        (StatusCode::SERVICE_UNAVAILABLE, axum::Json(json!({"status": "not ready", "error": why}))).into_response()
+        (StatusCode::SERVICE_UNAVAILABLE, axum::Json(json!({"status": "not ready", "error": why})))
+            .into_response()
     }
 }
 

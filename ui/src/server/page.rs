@@ -15,8 +15,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, Method, Request, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use leptos::prelude::provide_context;
-use qrcode::QrCode;
-use qrcode::render::svg;
+use qrcode::{Color, QrCode};
 use serde::Deserialize;
 use yelb_core::Restaurant;
 use yelb_core::wire::{LegacyStats, LegacyVote, ReplicasBody, VoteReceipt, counts_from_legacy};
@@ -44,12 +43,19 @@ impl PageQuery {
                 "Your vote for {name} did not go through: the app server is not answering. Please try again."
             )));
         }
-        self.voted.as_deref().and_then(name).map(|name| Notice::info(format!("Thanks! Your vote for {name} is counted.")))
+        self.voted
+            .as_deref()
+            .and_then(name)
+            .map(|name| Notice::info(format!("Thanks! Your vote for {name} is counted.")))
     }
 }
 
 /// `GET /`.
-pub async fn page(State(state): State<UiState>, Query(query): Query<PageQuery>, request: Request<Body>) -> Response {
+pub async fn page(
+    State(state): State<UiState>,
+    Query(query): Query<PageQuery>,
+    request: Request<Body>,
+) -> Response {
     let snapshot = snapshot(&state, request.headers(), query.notice()).await;
     let options = state.leptos.clone();
     let render = leptos_axum::render_app_async_with_context(
@@ -120,22 +126,41 @@ fn public_url(state: &UiState, headers: &HeaderMap) -> String {
     if plain { format!("{proto}://{host}/") } else { "/".to_owned() }
 }
 
-/// The QR code of `url` as an inline SVG element.
+/// The QR code of `url` as an inline SVG element: one path of horizontal
+/// runs of dark modules, a few kilobytes even for long URLs, scaled by CSS.
 pub fn qr_svg(url: &str) -> String {
+    const QUIET: usize = 4;
     let Ok(code) = QrCode::new(url.as_bytes()) else {
         return String::new();
     };
-    let image = code.render::<svg::Color<'_>>().quiet_zone(true).min_dimensions(160, 160).build();
-    // Inline in HTML: drop the XML declaration.
-    match image.find("<svg") {
-        Some(start) => image[start..].to_owned(),
-        None => String::new(),
+    let width = code.width();
+    let colors = code.to_colors();
+    let mut path = String::new();
+    for (y, row) in colors.chunks(width).enumerate() {
+        let mut x = 0;
+        while x < width {
+            if row[x] == Color::Dark {
+                let start = x;
+                while x < width && row[x] == Color::Dark {
+                    x += 1;
+                }
+                let run = x - start;
+                path.push_str(&format!("M{} {}h{run}v1h-{run}z", start + QUIET, y + QUIET));
+            } else {
+                x += 1;
+            }
+        }
     }
+    let size = width + 2 * QUIET;
+    format!(
+        r##"<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {size} {size}" shape-rendering="crispEdges" role="img" aria-label="QR code"><rect width="{size}" height="{size}" fill="#fff"/><path fill="#000" d="{path}"/></svg>"##
+    )
 }
 
 /// `POST /vote/{restaurant}`.
 pub async fn vote(State(state): State<UiState>, Path(name): Path<String>) -> Result<Response, Response> {
-    let restaurant = name.parse::<Restaurant>().map_err(|e| (StatusCode::NOT_FOUND, e.to_string()).into_response())?;
+    let restaurant =
+        name.parse::<Restaurant>().map_err(|e| (StatusCode::NOT_FOUND, e.to_string()).into_response())?;
     let slug = restaurant.slug();
     let outcome = cast(&state, restaurant).await;
     if let Err(e) = &outcome {
@@ -172,6 +197,7 @@ mod tests {
         assert!(svg.starts_with("<svg"), "{}", &svg[..40]);
         assert!(svg.ends_with("</svg>"));
         assert!(!svg.contains("<?xml"));
+        assert!(svg.len() < 6_000, "compact: {} bytes", svg.len());
     }
 
     #[test]

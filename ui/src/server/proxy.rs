@@ -93,7 +93,9 @@ impl Upstream {
         let sent = tokio::time::timeout(timeout, self.client.request(request)).await;
         let response = match sent {
             Err(_) => return Err(UiError::UpstreamTimeout(self.base.to_string())),
-            Ok(Err(e)) => return Err(UiError::Unreachable { endpoint: self.base.to_string(), why: cause(&e) }),
+            Ok(Err(e)) => {
+                return Err(UiError::Unreachable { endpoint: self.base.to_string(), why: cause(&e) });
+            }
             Ok(Ok(response)) => response,
         };
         let (mut parts, body) = response.into_parts();
@@ -137,8 +139,7 @@ impl Upstream {
         if status.as_u16() == 404 || status.as_u16() == 405 {
             return Ok(None);
         }
-        let served_by =
-            response.headers().get(SERVED_BY).and_then(|v| v.to_str().ok()).map(str::to_owned);
+        let served_by = response.headers().get(SERVED_BY).and_then(|v| v.to_str().ok()).map(str::to_owned);
         let bytes = axum::body::to_bytes(response.into_body(), MAX_BODY)
             .await
             .map_err(|e| UiError::BadUpstream(format!("{path}: {e}")))?;
@@ -148,7 +149,8 @@ impl Upstream {
                 .unwrap_or_else(|_| String::from_utf8_lossy(&bytes).chars().take(200).collect());
             return Err(UiError::Refused { status: status.as_u16(), message });
         }
-        let body = serde_json::from_slice(&bytes).map_err(|e| UiError::BadUpstream(format!("{path}: {e}")))?;
+        let body =
+            serde_json::from_slice(&bytes).map_err(|e| UiError::BadUpstream(format!("{path}: {e}")))?;
         Ok(Some(Answer { body, served_by }))
     }
 

@@ -77,7 +77,11 @@ impl Browser {
         let webdriver = format!("http://127.0.0.1:{port}");
         let deadline = Instant::now() + Duration::from_secs(20);
         let client = loop {
-            match ClientBuilder::new(HttpConnector::new()).capabilities(capabilities.clone()).connect(&webdriver).await {
+            match ClientBuilder::new(HttpConnector::new())
+                .capabilities(capabilities.clone())
+                .connect(&webdriver)
+                .await
+            {
                 Ok(client) => break client,
                 Err(e) => {
                     assert!(Instant::now() < deadline, "chromedriver did not start: {e}");
@@ -175,7 +179,8 @@ impl Browser {
     pub async fn screenshot(&self, name: &str) -> PathBuf {
         let shot = self.client.issue_cmd(FullPageScreenshot).await.expect("screenshot");
         let data = shot["data"].as_str().expect("screenshot data");
-        let png = base64::Engine::decode(&base64::engine::general_purpose::STANDARD, data).expect("base64 png");
+        let png =
+            base64::Engine::decode(&base64::engine::general_purpose::STANDARD, data).expect("base64 png");
         let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/screenshots");
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join(format!("{name}.png"));

@@ -5,6 +5,7 @@
 //! drops; Chromium and its driver are killed by process group.
 
 #![allow(dead_code)] // Each test binary uses its own part of this module.
+#![allow(clippy::unwrap_used)] // Test support: a failed setup is a failed test.
 
 pub mod browser;
 
@@ -50,7 +51,8 @@ impl AppServer {
         let addr = listener.local_addr().unwrap();
         let state = yelb_appserver::build_state(&config).expect("app server state");
         let (tx, rx) = oneshot::channel::<()>();
-        let timing = yelb_appserver::ShutdownTiming { delay: Duration::ZERO, timeout: Duration::from_secs(2) };
+        let timing =
+            yelb_appserver::ShutdownTiming { delay: Duration::ZERO, timeout: Duration::from_secs(2) };
         tokio::spawn(yelb_appserver::run(listener, state, async move { drop(rx.await) }, timing));
         let server = AppServer { addr, hostname, shutdown: Some(tx) };
         wait_for_status(&format!("http://{addr}/readyz"), 200).await;
@@ -79,12 +81,17 @@ pub struct UiServer {
 impl UiServer {
     /// Starts the UI in front of `appserver` (a URL) with extra flags.
     pub async fn start(appserver: &str, flags: &[&str]) -> UiServer {
+        UiServer::start_with_site(appserver, &site_root(), flags).await
+    }
+
+    /// Starts the UI with its bundle looked for under `site`.
+    pub async fn start_with_site(appserver: &str, site: &std::path::Path, flags: &[&str]) -> UiServer {
         let mut argv = vec![
             "yelb-ui".to_owned(),
             "--listen-addr=127.0.0.1".to_owned(),
             "--port=0".to_owned(),
             format!("--appserver-endpoint={appserver}"),
-            format!("--site-root={}", site_root().display()),
+            format!("--site-root={}", site.display()),
         ];
         argv.extend(flags.iter().map(|f| (*f).to_owned()));
         let config = yelb_ui::server::Args::parse_from(argv).into_config().expect("ui config");
@@ -140,4 +147,56 @@ pub fn http() -> reqwest::Client {
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .unwrap()
+}
+
+/// An app server that speaks only the original API, as the 2017 Ruby one
+/// does: our real app server behind a filter that answers 404 for anything
+/// under `/api/v1` and drops `X-Served-By`, which the original never sent.
+pub struct LegacyOnly {
+    pub url: String,
+    shutdown: Option<oneshot::Sender<()>>,
+}
+
+impl LegacyOnly {
+    pub async fn start(app: &AppServer) -> LegacyOnly {
+        use axum::extract::Request;
+        use axum::response::{IntoResponse, Response};
+        let target = app.url();
+        let client = http();
+        let filter = axum::Router::new().fallback(move |request: Request| {
+            let (target, client) = (target.clone(), client.clone());
+            async move {
+                let path = request.uri().path_and_query().map_or("/", |p| p.as_str()).to_owned();
+                if path.starts_with("/api/v1") || path.starts_with("//api/v1") {
+                    return (axum::http::StatusCode::NOT_FOUND, "Not Found").into_response();
+                }
+                let method = reqwest::Method::from_bytes(request.method().as_str().as_bytes()).unwrap();
+                let answer = client.request(method, format!("{target}{path}")).send().await.unwrap();
+                let status = answer.status().as_u16();
+                let content_type = answer.headers().get("content-type").cloned();
+                let body = answer.bytes().await.unwrap();
+                let mut response = Response::new(axum::body::Body::from(body));
+                *response.status_mut() = axum::http::StatusCode::from_u16(status).unwrap();
+                if let Some(ct) = content_type {
+                    response.headers_mut().insert("content-type", ct.to_str().unwrap().parse().unwrap());
+                }
+                response
+            }
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let (tx, rx) = oneshot::channel::<()>();
+        tokio::spawn(async move {
+            axum::serve(listener, filter).with_graceful_shutdown(async move { drop(rx.await) }).await
+        });
+        LegacyOnly { url, shutdown: Some(tx) }
+    }
+}
+
+impl Drop for LegacyOnly {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
 }
