@@ -118,8 +118,12 @@ pub fn start(ui: Ui, snapshot: &Snapshot) {
     spawn_local(keep_current(ui, api.clone(), view_counted));
     spawn_local(watch_spread(ui, api));
     if let Some(body) = web_sys::window().and_then(|w| w.document()).and_then(|d| d.body()) {
-        // Tests and people alike can tell a hydrated page from a static one.
+        // Tests and people alike can tell a hydrated page from a static one,
+        // and the benchmark reads when it became interactive.
         let _ = body.set_attribute("data-hydrated", "true");
+    }
+    if let Some(performance) = web_sys::window().and_then(|w| w.performance()) {
+        let _ = performance.mark("yelb:hydrated");
     }
 }
 

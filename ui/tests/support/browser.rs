@@ -177,7 +177,12 @@ impl Browser {
     /// Saves a screenshot of the whole page (not only the viewport) as
     /// `target/screenshots/{name}.png`, for people to look at.
     pub async fn screenshot(&self, name: &str) -> PathBuf {
-        let shot = self.client.issue_cmd(FullPageScreenshot).await.expect("screenshot");
+        let params = json!({"format": "png", "captureBeyondViewport": true});
+        let shot = self
+            .client
+            .issue_cmd(Cdp { cmd: "Page.captureScreenshot".into(), params })
+            .await
+            .expect("screenshot");
         let data = shot["data"].as_str().expect("screenshot data");
         let png =
             base64::Engine::decode(&base64::engine::general_purpose::STANDARD, data).expect("base64 png");
@@ -227,18 +232,19 @@ impl WebDriverCompatibleCommand for BrowserLog {
     }
 }
 
-/// A screenshot of the whole page through ChromeDriver's DevTools passthrough
-/// (WebDriver's own screenshot stops at the viewport).
+/// Any DevTools command, through ChromeDriver's passthrough.
 #[derive(Debug)]
-struct FullPageScreenshot;
+pub struct Cdp {
+    pub cmd: String,
+    pub params: Value,
+}
 
-impl WebDriverCompatibleCommand for FullPageScreenshot {
+impl WebDriverCompatibleCommand for Cdp {
     fn endpoint(&self, base: &url::Url, session: Option<&str>) -> Result<url::Url, url::ParseError> {
         base.join(&format!("session/{}/goog/cdp/execute", session.unwrap_or_default()))
     }
 
     fn method_and_body(&self, _url: &url::Url) -> (http::Method, Option<String>) {
-        let body = json!({"cmd": "Page.captureScreenshot", "params": {"format": "png", "captureBeyondViewport": true}});
-        (http::Method::POST, Some(body.to_string()))
+        (http::Method::POST, Some(json!({"cmd": self.cmd, "params": self.params}).to_string()))
     }
 }
