@@ -11,7 +11,7 @@
 //!   pages' clocks (the same machine clock), so WebDriver's own latency is
 //!   not in the figure.
 
-#![allow(clippy::unwrap_used, missing_docs)]
+#![allow(clippy::unwrap_used, clippy::print_stdout, missing_docs)] // A report printer.
 
 #[path = "../tests/support/mod.rs"]
 mod support;
