@@ -237,3 +237,45 @@ async fn in_front_of_the_original_api_votes_work_and_live_and_spread_switch_off(
     assert!(errors.iter().all(|e| e.contains("/api/v1/")), "console errors: {errors:#?}");
     browser.close().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_live_stream_comes_back_by_itself_after_the_app_server_restarts() {
+    let _one = exclusive().await;
+    let backends = real_backends();
+    let port = yelb_testkit::free_port();
+    let app = AppServer::start(&backends, port).await;
+    let ui = UiServer::start(&app.url(), &[]).await;
+    let browser = Browser::launch(DESKTOP, true).await;
+    browser.open_hydrated(&ui.url).await;
+    browser.wait_text("[data-test='live']", "the live badge", |t| t == "live").await;
+
+    drop(app);
+    browser.wait_text("[data-test='live']", "the stream's loss", |t| t != "live").await;
+    let app = AppServer::start(&backends, port).await;
+    browser.wait_text("[data-test='live']", "the stream back", |t| t == "live").await;
+    // A vote cast elsewhere arrives on the new stream.
+    http().post(format!("{}/api/v1/votes/outback", app.url())).send().await.unwrap();
+    browser
+        .wait_text("article[data-restaurant='outback'] [data-test='count']", "the new vote", |t| t == "1")
+        .await;
+    browser.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_vote_buttons_work_from_the_keyboard() {
+    let _one = exclusive().await;
+    let app = AppServer::start(&real_backends(), 0).await;
+    let ui = UiServer::start(&app.url(), &[]).await;
+    let browser = Browser::launch(DESKTOP, true).await;
+    browser.open_hydrated(&ui.url).await;
+    let button = browser.client.find(fantoccini::Locator::Css(IHOP_VOTE)).await.unwrap();
+    assert_eq!(button.attr("aria-label").await.unwrap().as_deref(), Some("Vote for IHOP"));
+    // Tab from the top of the page reaches the first card's button first.
+    browser.eval("document.activeElement.blur(); return true").await;
+    browser.client.active_element().await.unwrap().send_keys(&fantoccini::key::Key::Tab).await.unwrap();
+    let focused = browser.eval("return document.activeElement.getAttribute('aria-label')").await;
+    assert_eq!(focused, "Vote for IHOP", "first Tab stop");
+    browser.client.active_element().await.unwrap().send_keys(&fantoccini::key::Key::Enter).await.unwrap();
+    browser.wait_text(IHOP_COUNT, "the keyboard's vote", |t| t == "1").await;
+    browser.close().await;
+}

@@ -51,7 +51,9 @@ pub fn app(state: AppState) -> Router {
             CORS_HEADERS
                 .split(',')
                 .map(|h| HeaderName::from_bytes(h.as_bytes()).expect("valid header names")),
-        ));
+        ))
+        // A page on another origin (the original's UI_ENV=dev) may read who answered.
+        .expose_headers([SERVED_BY]);
     // The CORS layer answers preflights; the two overriding layers then put
     // the original's exact header strings on every answer, preflight or not.
     let router = Router::new()

@@ -19,6 +19,19 @@ async fn post_with_a_json_body_votes_and_returns_a_receipt(b: Backend) {
     assert_eq!(body, serde_json::json!({"restaurant": "bucadibeppo", "count": 1, "hostname": app.hostname}));
 }
 
+async fn a_page_on_another_origin_may_read_which_replica_answered(b: Backend) {
+    let app = spawn_app(b).await;
+    let r = app
+        .client
+        .get(format!("{}/api/getvotes", app.base))
+        .header("origin", "http://localhost:8080")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.headers()["access-control-allow-origin"], "*");
+    assert_eq!(r.headers()["access-control-expose-headers"], "x-served-by");
+}
+
 async fn post_on_a_restaurant_path_votes(b: Backend) {
     let app = spawn_app(b).await;
     let r = app.request(Method::POST, "/api/v1/votes/chipotle").await;
@@ -193,6 +206,7 @@ async fn replicas_lists_this_replica_with_its_request_count(b: Backend) {
 on_both_backends!(
     replicas_lists_this_replica_with_its_request_count,
     post_with_a_json_body_votes_and_returns_a_receipt,
+    a_page_on_another_origin_may_read_which_replica_answered,
     post_on_a_restaurant_path_votes,
     get_votes_returns_an_object_with_the_total,
     stats_reads_without_counting_and_pageviews_counts,
