@@ -8,16 +8,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-need=()
-compgen -G '/usr/lib/postgresql/*/bin/postgres' >/dev/null || need+=(postgresql)
-command -v redis-server >/dev/null || need+=(redis-server)
-[ -x /usr/bin/chromium ] || need+=(chromium)
-command -v chromedriver >/dev/null || need+=(chromium-driver)
-if [ ${#need[@]} -gt 0 ]; then
-  echo "installing: ${need[*]}"
-  apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
-fi
+source scripts/lib/packages.sh
+ensure_packages postgres redis chromium
 # The Debian packages start their own servers; the tests need none of them.
 for svc in postgresql redis-server; do
   service "$svc" stop >/dev/null 2>&1 || true

@@ -11,26 +11,10 @@
 
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
-pub use yelb_service::LogFormat;
+pub use yelb_service::{ConfigError, LogFormat};
 
 use clap::Parser;
 use secrecy::{ExposeSecret, SecretString};
-
-/// A configuration value that cannot work. The message names the variable.
-#[derive(Debug, thiserror::Error)]
-#[error("invalid configuration: {var}={value:?}: {reason}")]
-pub struct ConfigError {
-    /// The environment variable at fault.
-    pub var: &'static str,
-    /// The value it had (passwords are never put here).
-    pub value: String,
-    /// Why it cannot work.
-    pub reason: String,
-}
-
-fn bad(var: &'static str, value: &str, reason: impl Into<String>) -> ConfigError {
-    ConfigError { var, value: value.to_owned(), reason: reason.into() }
-}
 
 /// Yelb app server: the original Yelb API, a modern API, live events, health and metrics.
 ///
@@ -203,14 +187,15 @@ fn parse_rack_env(value: &str) -> Result<RackEnv, ConfigError> {
         "production" | "test" => Ok(RackEnv::Production),
         "development" => Ok(RackEnv::Development),
         "custom" => Ok(RackEnv::Custom),
-        _ => Err(bad("RACK_ENV", value, "expected production, test, development or custom")),
+        _ => Err(ConfigError::new("RACK_ENV", value, "expected production, test, development or custom")),
     }
 }
 
 fn parse_secs(var: &'static str, value: &str) -> Result<Duration, ConfigError> {
-    let secs: f64 = value.parse().map_err(|_| bad(var, value, "expected a number of seconds"))?;
+    let secs: f64 =
+        value.parse().map_err(|_| ConfigError::new(var, value, "expected a number of seconds"))?;
     if !(0.0..=3600.0).contains(&secs) {
-        return Err(bad(var, value, "expected between 0 and 3600 seconds"));
+        return Err(ConfigError::new(var, value, "expected between 0 and 3600 seconds"));
     }
     Ok(Duration::from_secs_f64(secs))
 }
@@ -228,12 +213,15 @@ impl Config {
     /// Builds the typed configuration from parsed arguments.
     pub fn from_args(args: Args) -> Result<Config, ConfigError> {
         let ip: IpAddr = args.listen_addr.parse().map_err(|_| {
-            bad("YELB_LISTEN_ADDR", &args.listen_addr, "expected an IP address such as 0.0.0.0 or ::")
+            ConfigError::new(
+                "YELB_LISTEN_ADDR",
+                &args.listen_addr,
+                "expected an IP address such as 0.0.0.0 or ::",
+            )
         })?;
-        let port: u16 = args
-            .port
-            .parse()
-            .map_err(|_| bad("YELB_PORT", &args.port, "expected a port number from 0 to 65535"))?;
+        let port: u16 = args.port.parse().map_err(|_| {
+            ConfigError::new("YELB_PORT", &args.port, "expected a port number from 0 to 65535")
+        })?;
         let hostname = match non_empty(args.hostname.as_ref()) {
             Some(h) => h.to_owned(),
             None => hostname::get()
@@ -244,14 +232,16 @@ impl Config {
         };
         // The hostname goes into a response header on every answer.
         if !hostname.chars().all(|c| c.is_ascii_graphic()) || hostname.len() > 253 {
-            return Err(bad(
+            return Err(ConfigError::new(
                 "YELB_HOSTNAME",
                 &hostname,
                 "expected printable ASCII without spaces, at most 253 characters",
             ));
         }
-        let log_format: LogFormat =
-            args.log_format.parse().map_err(|why| bad("YELB_LOG_FORMAT", &args.log_format, why))?;
+        let log_format: LogFormat = args
+            .log_format
+            .parse()
+            .map_err(|why| ConfigError::new("YELB_LOG_FORMAT", &args.log_format, why))?;
         let rack = non_empty(args.rack_env.as_ref()).map(parse_rack_env).transpose()?;
         let votes = Self::vote_backend(&args, rack)?;
         let views = Self::view_backend(&args, rack)?;
@@ -266,7 +256,11 @@ impl Config {
             command: args.command.clone(),
             events_heartbeat: match parse_secs("YELB_EVENTS_HEARTBEAT", &args.events_heartbeat)? {
                 d if d.is_zero() => {
-                    return Err(bad("YELB_EVENTS_HEARTBEAT", &args.events_heartbeat, "must be more than 0"));
+                    return Err(ConfigError::new(
+                        "YELB_EVENTS_HEARTBEAT",
+                        &args.events_heartbeat,
+                        "must be more than 0",
+                    ));
                 }
                 d => d,
             },
@@ -276,12 +270,16 @@ impl Config {
     fn vote_backend(args: &Args, rack: Option<RackEnv>) -> Result<VoteBackend, ConfigError> {
         let pool_size: usize =
             args.db_pool_size.parse().ok().filter(|n| (2..=1000).contains(n)).ok_or_else(|| {
-                bad("YELB_DB_POOL_SIZE", &args.db_pool_size, "expected a whole number from 2 to 1000")
+                ConfigError::new(
+                    "YELB_DB_POOL_SIZE",
+                    &args.db_pool_size,
+                    "expected a whole number from 2 to 1000",
+                )
             })?;
         if let Some(url) = non_empty(args.database_url.as_ref()) {
             let config: yelb_db::PgConfig = url.parse().map_err(|e| {
                 // Never echo a URL that may hold a password.
-                bad("YELB_DATABASE_URL", "<hidden>", format!("not a Postgres URL: {e}"))
+                ConfigError::new("YELB_DATABASE_URL", "<hidden>", format!("not a Postgres URL: {e}"))
             })?;
             return Ok(VoteBackend::Postgres { config: Box::new(config), pool_size });
         }
@@ -292,7 +290,11 @@ impl Config {
             (None, Some(RackEnv::Development)) => "localhost".to_owned(),
             (None, Some(RackEnv::Custom)) => endpoint
                 .ok_or_else(|| {
-                    bad("YELB_DB_SERVER_ENDPOINT", "", "RACK_ENV=custom needs the Postgres host here")
+                    ConfigError::new(
+                        "YELB_DB_SERVER_ENDPOINT",
+                        "",
+                        "RACK_ENV=custom needs the Postgres host here",
+                    )
                 })?
                 .to_owned(),
             (None, None) => match endpoint {
@@ -300,12 +302,11 @@ impl Config {
                 None => return Ok(VoteBackend::Memory),
             },
         };
-        let port: u16 = args
-            .db_port
-            .parse()
-            .map_err(|_| bad("YELB_DB_PORT", &args.db_port, "expected a port number from 0 to 65535"))?;
+        let port: u16 = args.db_port.parse().map_err(|_| {
+            ConfigError::new("YELB_DB_PORT", &args.db_port, "expected a port number from 0 to 65535")
+        })?;
         if args.db_name.trim().is_empty() {
-            return Err(bad("YELB_DB_NAME", &args.db_name, "must not be empty"));
+            return Err(ConfigError::new("YELB_DB_NAME", &args.db_name, "must not be empty"));
         }
         let password = SecretString::from(args.db_password.clone());
         let mut config = yelb_db::PgConfig::new();
@@ -322,7 +323,7 @@ impl Config {
         let key_prefix = args.redis_key_prefix.clone();
         if let Some(url) = non_empty(args.redis_url.as_ref()) {
             if !(url.starts_with("redis://") || url.starts_with("rediss://") || url.starts_with("unix://")) {
-                return Err(bad("YELB_REDIS_URL", "<hidden>", "expected a redis:// URL"));
+                return Err(ConfigError::new("YELB_REDIS_URL", "<hidden>", "expected a redis:// URL"));
             }
             return Ok(ViewBackend::Redis { url: SecretString::from(url.to_owned()), key_prefix });
         }
@@ -331,7 +332,7 @@ impl Config {
             Some(RackEnv::Production) => "redis-server",
             Some(RackEnv::Development) => "localhost",
             Some(RackEnv::Custom) => endpoint.ok_or_else(|| {
-                bad("REDIS_SERVER_ENDPOINT", "", "RACK_ENV=custom needs the Redis host here")
+                ConfigError::new("REDIS_SERVER_ENDPOINT", "", "RACK_ENV=custom needs the Redis host here")
             })?,
             None => match endpoint {
                 Some(h) => h,
@@ -339,7 +340,7 @@ impl Config {
             },
         };
         if host.contains(['/', '@', ' ']) {
-            return Err(bad("REDIS_SERVER_ENDPOINT", host, "expected a host name or address"));
+            return Err(ConfigError::new("REDIS_SERVER_ENDPOINT", host, "expected a host name or address"));
         }
         let host =
             if host.contains(':') && !host.starts_with('[') { format!("[{host}]") } else { host.to_owned() };

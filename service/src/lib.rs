@@ -1,6 +1,7 @@
 //! Process plumbing shared by Yelb's two servers (`yelb-appserver`, `yelb-ui`),
 //! so they log, stop and check their own health the same way.
 //!
+//! - [`ConfigError`]: a setting that cannot work, naming its variable.
 //! - [`LogFormat`] and [`init_tracing`]: `tracing` to stderr as text or JSON,
 //!   levels from `RUST_LOG`.
 //! - [`shutdown_signal`]: a future that completes on SIGTERM or Ctrl-C.
@@ -13,6 +14,26 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use tracing_subscriber::EnvFilter;
+
+/// A configuration value that cannot work. The message names the variable,
+/// and the binaries exit with code 2 when they see one.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid configuration: {var}={value:?}: {reason}")]
+pub struct ConfigError {
+    /// The environment variable at fault.
+    pub var: &'static str,
+    /// The value it had (passwords are never put here).
+    pub value: String,
+    /// Why it cannot work.
+    pub reason: String,
+}
+
+impl ConfigError {
+    /// `var` had `value`, which cannot work because of `reason`.
+    pub fn new(var: &'static str, value: &str, reason: impl Into<String>) -> Self {
+        ConfigError { var, value: value.to_owned(), reason: reason.into() }
+    }
+}
 
 /// Log output format (`YELB_LOG_FORMAT`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -15,17 +15,34 @@ use yelb_core::Restaurant;
 const IHOP_VOTE: &str = "article[data-restaurant='ihop'] button.vote";
 const IHOP_COUNT: &str = "article[data-restaurant='ihop'] [data-test='count']";
 
+/// The usual stage: one app server on the real backends, the UI in front of
+/// it, and a desktop browser with the page open and hydrated. Fields drop in
+/// order: the browser first, the servers, then the lock.
+struct Page {
+    browser: Browser,
+    ui: UiServer,
+    app: AppServer,
+    _one: tokio::sync::MutexGuard<'static, ()>,
+}
+
+impl Page {
+    async fn open(ui_flags: &[&str]) -> Page {
+        let one = exclusive().await;
+        let app = AppServer::start(&real_backends(), 0).await;
+        let ui = UiServer::start(&app.url(), ui_flags).await;
+        let browser = Browser::launch(DESKTOP, true).await;
+        browser.open_hydrated(&ui.url).await;
+        Page { browser, ui, app, _one: one }
+    }
+}
+
 fn number(text: &str) -> i64 {
     text.trim().parse().unwrap_or(-1)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_page_shows_the_cards_chart_views_and_hostname_without_console_errors() {
-    let _one = exclusive().await;
-    let app = AppServer::start(&real_backends(), 0).await;
-    let ui = UiServer::start(&app.url(), &["--title=Yelb at RustConf"]).await;
-    let browser = Browser::launch(DESKTOP, true).await;
-    browser.open_hydrated(&ui.url).await;
+    let Page { browser, ui, app, _one } = Page::open(&["--title=Yelb at RustConf"]).await;
 
     assert_eq!(browser.client.title().await.unwrap(), "Yelb at RustConf");
     let names = browser.texts("article.card h2").await;
@@ -59,11 +76,7 @@ async fn the_page_shows_the_cards_chart_views_and_hostname_without_console_error
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_vote_waits_for_its_answer_and_moves_the_count_and_the_chart() {
-    let _one = exclusive().await;
-    let app = AppServer::start(&real_backends(), 0).await;
-    let ui = UiServer::start(&app.url(), &[]).await;
-    let browser = Browser::launch(DESKTOP, true).await;
-    browser.open_hydrated(&ui.url).await;
+    let Page { browser, ui: _ui, app, _one } = Page::open(&[]).await;
     let arc = "circle.arc.c-ihop";
     assert_eq!(browser.attr(arc, "stroke-dasharray").await.as_deref(), Some("0.000 100.000"));
 
@@ -263,11 +276,7 @@ async fn the_live_stream_comes_back_by_itself_after_the_app_server_restarts() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_vote_buttons_work_from_the_keyboard() {
-    let _one = exclusive().await;
-    let app = AppServer::start(&real_backends(), 0).await;
-    let ui = UiServer::start(&app.url(), &[]).await;
-    let browser = Browser::launch(DESKTOP, true).await;
-    browser.open_hydrated(&ui.url).await;
+    let Page { browser, ui: _ui, app: _app, _one } = Page::open(&[]).await;
     let button = browser.client.find(fantoccini::Locator::Css(IHOP_VOTE)).await.unwrap();
     assert_eq!(button.attr("aria-label").await.unwrap().as_deref(), Some("Vote for IHOP"));
     // Tab from the top of the page reaches the first card's button first.

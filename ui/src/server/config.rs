@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use axum::http::Uri;
 use clap::{Parser, Subcommand};
+pub use yelb_service::ConfigError;
 use yelb_service::LogFormat;
 
 /// Yelb web UI: renders the page, serves its WebAssembly, forwards /api to the app server.
@@ -97,31 +98,16 @@ pub struct Config {
     pub log_format: LogFormat,
 }
 
-/// A variable with a value the UI cannot use.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{var}={value:?} is not valid: {reason}")]
-pub struct ConfigError {
-    /// The variable's name.
-    pub var: &'static str,
-    /// The value as given.
-    pub value: String,
-    /// Why it was refused.
-    pub reason: String,
-}
-
-fn bad(var: &'static str, value: &str, reason: impl Into<String>) -> ConfigError {
-    ConfigError { var, value: value.to_owned(), reason: reason.into() }
-}
-
 impl Args {
     /// The address to listen on, checked.
     pub fn listen(&self) -> Result<SocketAddr, ConfigError> {
-        let ip: IpAddr = self
-            .listen_addr
+        let ip: IpAddr = self.listen_addr.parse().map_err(|_| {
+            ConfigError::new("YELB_UI_LISTEN_ADDR", &self.listen_addr, "expected an IP address")
+        })?;
+        let port: u16 = self
+            .port
             .parse()
-            .map_err(|_| bad("YELB_UI_LISTEN_ADDR", &self.listen_addr, "expected an IP address"))?;
-        let port: u16 =
-            self.port.parse().map_err(|_| bad("YELB_UI_PORT", &self.port, "expected a port number"))?;
+            .map_err(|_| ConfigError::new("YELB_UI_PORT", &self.port, "expected a port number"))?;
         Ok(SocketAddr::new(ip, port))
     }
 
@@ -132,12 +118,14 @@ impl Args {
         let keepalive = match self.upstream_keepalive.as_str() {
             "true" | "1" | "yes" => true,
             "false" | "0" | "no" => false,
-            other => return Err(bad("YELB_UI_UPSTREAM_KEEPALIVE", other, "expected true or false")),
+            other => {
+                return Err(ConfigError::new("YELB_UI_UPSTREAM_KEEPALIVE", other, "expected true or false"));
+            }
         };
         let upstream_timeout = match self.upstream_timeout.parse::<f64>() {
             Ok(secs) if secs > 0.0 && secs <= 3600.0 => Duration::from_secs_f64(secs),
             _ => {
-                return Err(bad(
+                return Err(ConfigError::new(
                     "YELB_UI_UPSTREAM_TIMEOUT",
                     &self.upstream_timeout,
                     "expected seconds, more than 0 and at most 3600",
@@ -147,17 +135,23 @@ impl Args {
         let api_base = match self.ui_env.as_str() {
             "prod" | "production" | "" => String::new(),
             "dev" | "test" | "development" => "http://localhost:4567".to_owned(),
-            other => return Err(bad("UI_ENV", other, "expected prod, dev or test")),
+            other => return Err(ConfigError::new("UI_ENV", other, "expected prod, dev or test")),
         };
         let public_url = match self.public_url.as_deref().map(str::trim) {
             None | Some("") => None,
             Some(url) if url.starts_with("http://") || url.starts_with("https://") => Some(url.to_owned()),
             Some(other) => {
-                return Err(bad("YELB_UI_PUBLIC_URL", other, "expected an http:// or https:// URL"));
+                return Err(ConfigError::new(
+                    "YELB_UI_PUBLIC_URL",
+                    other,
+                    "expected an http:// or https:// URL",
+                ));
             }
         };
-        let log_format =
-            self.log_format.parse().map_err(|why| bad("YELB_LOG_FORMAT", &self.log_format, why))?;
+        let log_format = self
+            .log_format
+            .parse()
+            .map_err(|why| ConfigError::new("YELB_LOG_FORMAT", &self.log_format, why))?;
         Ok(Config {
             listen,
             appserver,
@@ -175,7 +169,11 @@ impl Args {
 /// `http://host:port` (a path, if any, is ignored: the app server's routes are at its root).
 fn parse_endpoint(value: &str) -> Result<Uri, ConfigError> {
     let uri: Uri = value.parse().map_err(|_| {
-        bad("YELB_APPSERVER_ENDPOINT", value, "expected a URL such as http://yelb-appserver:4567")
+        ConfigError::new(
+            "YELB_APPSERVER_ENDPOINT",
+            value,
+            "expected a URL such as http://yelb-appserver:4567",
+        )
     })?;
     match (uri.scheme_str(), uri.authority()) {
         (Some("http"), Some(authority)) => Uri::builder()
@@ -183,9 +181,15 @@ fn parse_endpoint(value: &str) -> Result<Uri, ConfigError> {
             .authority(authority.clone())
             .path_and_query("/")
             .build()
-            .map_err(|e| bad("YELB_APPSERVER_ENDPOINT", value, e.to_string())),
-        (Some("https"), _) => Err(bad("YELB_APPSERVER_ENDPOINT", value, "https is not supported; use http")),
-        _ => Err(bad("YELB_APPSERVER_ENDPOINT", value, "expected a URL such as http://yelb-appserver:4567")),
+            .map_err(|e| ConfigError::new("YELB_APPSERVER_ENDPOINT", value, e.to_string())),
+        (Some("https"), _) => {
+            Err(ConfigError::new("YELB_APPSERVER_ENDPOINT", value, "https is not supported; use http"))
+        }
+        _ => Err(ConfigError::new(
+            "YELB_APPSERVER_ENDPOINT",
+            value,
+            "expected a URL such as http://yelb-appserver:4567",
+        )),
     }
 }
 

@@ -1,0 +1,23 @@
+# Sourced by the scripts: `ensure_packages NAME...` installs, from Debian's
+# archive, whichever of these tools is missing, by the name of what it gives:
+#   postgres  redis  chromium  wrk
+ensure_packages() {
+  local need=() tool
+  for tool in "$@"; do
+    case "$tool" in
+      postgres) compgen -G '/usr/lib/postgresql/*/bin/postgres' >/dev/null || need+=(postgresql) ;;
+      redis) command -v redis-server >/dev/null || need+=(redis-server) ;;
+      chromium)
+        [ -x /usr/bin/chromium ] || need+=(chromium)
+        command -v chromedriver >/dev/null || need+=(chromium-driver)
+        ;;
+      wrk) command -v wrk >/dev/null || need+=(wrk) ;;
+      *) echo "ensure_packages: unknown tool $tool" >&2; return 1 ;;
+    esac
+  done
+  if [ ${#need[@]} -gt 0 ]; then
+    echo "installing: ${need[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+  fi
+}
