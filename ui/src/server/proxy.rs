@@ -10,6 +10,12 @@
 //! and hide the spread the demo is there to show. On loopback or a cluster
 //! network a new connection costs well under a millisecond.
 
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::body::Body;
@@ -17,6 +23,7 @@ use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, 
 use http_body_util::BodyExt;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::connect::dns::Name;
 use hyper_util::rt::TokioExecutor;
 use serde::de::DeserializeOwned;
 
@@ -44,7 +51,7 @@ const MAX_BODY: usize = 64 * 1024;
 #[derive(Debug, Clone)]
 pub struct Upstream {
     base: Uri,
-    client: Client<HttpConnector, Body>,
+    client: Client<HttpConnector<RotatingResolver>, Body>,
     keepalive: bool,
     timeout: Duration,
 }
@@ -61,7 +68,7 @@ pub struct Answer<T> {
 impl Upstream {
     /// A handle on the app server at `base` (scheme and authority).
     pub fn new(base: Uri, keepalive: bool, timeout: Duration) -> Self {
-        let mut connector = HttpConnector::new();
+        let mut connector = HttpConnector::new_with_resolver(RotatingResolver::default());
         connector.set_connect_timeout(Some(Duration::from_secs(2)));
         connector.set_nodelay(true);
         let client = Client::builder(TokioExecutor::new())
@@ -165,6 +172,42 @@ impl Upstream {
     }
 }
 
+/// Resolves a name with the system resolver (getaddrinfo, on a blocking
+/// thread) and rotates the answer by one more place on every call, so
+/// successive connections start at successive replicas.
+#[derive(Debug, Clone, Default)]
+pub struct RotatingResolver {
+    calls: Arc<AtomicUsize>,
+}
+
+impl tower::Service<Name> for RotatingResolver {
+    type Response = std::vec::IntoIter<SocketAddr>;
+    type Error = std::io::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, name: Name) -> Self::Future {
+        let turn = self.calls.fetch_add(1, Ordering::Relaxed);
+        Box::pin(async move {
+            // The port is set by the connector from the URL.
+            let addrs: Vec<SocketAddr> = tokio::net::lookup_host((name.as_str(), 0)).await?.collect();
+            Ok(rotated(addrs, turn).into_iter())
+        })
+    }
+}
+
+/// `addrs` starting at position `turn` (modulo their number).
+fn rotated(mut addrs: Vec<SocketAddr>, turn: usize) -> Vec<SocketAddr> {
+    if !addrs.is_empty() {
+        let by = turn % addrs.len();
+        addrs.rotate_left(by);
+    }
+    addrs
+}
+
 fn strip_hop_by_hop(headers: &mut HeaderMap) {
     // Headers named in `Connection` are hop-by-hop too.
     let named: Vec<HeaderName> = headers
@@ -187,4 +230,27 @@ fn cause(error: &(dyn std::error::Error + 'static)) -> String {
         inner = next;
     }
     inner.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn successive_lookups_start_at_successive_addresses() {
+        let addrs: Vec<SocketAddr> =
+            ["10.0.0.1:0", "10.0.0.2:0", "10.0.0.3:0"].iter().map(|a| a.parse().unwrap()).collect();
+        let firsts: Vec<SocketAddr> = (0..4).map(|turn| rotated(addrs.clone(), turn)[0]).collect();
+        assert_eq!(firsts, [addrs[0], addrs[1], addrs[2], addrs[0]]);
+        assert_eq!(rotated(addrs.clone(), 1).len(), 3, "every address is still tried");
+        assert!(rotated(Vec::new(), 5).is_empty());
+    }
+
+    #[tokio::test]
+    async fn the_resolver_answers_for_names_the_system_knows() {
+        use tower::Service;
+        let mut resolver = RotatingResolver::default();
+        let addrs: Vec<SocketAddr> = resolver.call("localhost".parse().unwrap()).await.unwrap().collect();
+        assert!(addrs.iter().any(|a| a.ip().is_loopback()), "{addrs:?}");
+    }
 }
