@@ -3,8 +3,10 @@
 # and ChromeDriver if missing (the tests start and stop their own throwaway
 # servers and browsers on 127.0.0.1), builds the UI's browser bundle, checks
 # formatting and lints (server and browser builds), fuzzes both APIs from
-# their OpenAPI document (scripts/fuzz-api.sh) and runs every test in the
-# workspace, the browser tests among them.
+# their OpenAPI document (scripts/fuzz-api.sh), proves the deployment files
+# (scripts/test-deploy.sh: offline validators, then images and Docker Compose
+# on a real engine) and runs every test in the workspace, the browser tests
+# among them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -21,5 +23,8 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 ./scripts/build-ui.sh
 cargo clippy --locked -p yelb-ui --lib --target wasm32-unknown-unknown --no-default-features --features hydrate -- -D warnings
 ./scripts/fuzz-api.sh
+# Deployment files: offline validation, then images and compose on a real
+# Docker engine in a network namespace (deploy/README.md).
+./scripts/test-deploy.sh
 # Last, so its result lines close the output.
 cargo test --workspace --locked

@@ -1,6 +1,6 @@
 # Sourced by the scripts: `ensure_packages NAME...` installs, from Debian's
 # archive, whichever of these tools is missing, by the name of what it gives:
-#   postgres  redis  chromium  wrk
+#   postgres  redis  chromium  wrk  docker  debootstrap  musl
 ensure_packages() {
   local need=() tool
   for tool in "$@"; do
@@ -12,6 +12,9 @@ ensure_packages() {
         command -v chromedriver >/dev/null || need+=(chromium-driver)
         ;;
       wrk) command -v wrk >/dev/null || need+=(wrk) ;;
+      docker) command -v dockerd >/dev/null || need+=(docker.io) ;;
+      debootstrap) command -v debootstrap >/dev/null || need+=(debootstrap) ;;
+      musl) command -v musl-gcc >/dev/null || need+=(musl-tools) ;;
       *) echo "ensure_packages: unknown tool $tool" >&2; return 1 ;;
     esac
   done

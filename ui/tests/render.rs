@@ -191,7 +191,7 @@ async fn while_the_app_server_is_away_the_page_still_renders_and_api_answers_502
     assert_eq!(http().get(format!("{}/healthz", ui.url)).send().await.unwrap().status(), 200);
     let ready = http().get(format!("{}/readyz", ui.url)).send().await.unwrap();
     assert_eq!(ready.status(), 200);
-    assert_eq!(ready.json::<Value>().await.unwrap()["appserver"], "unreachable");
+    assert_eq!(ready.json::<Value>().await.unwrap()["appserver"], "unreachable", "as the last request found");
 
     let form = http().post(format!("{}/vote/ihop", ui.url)).send().await.unwrap();
     assert_eq!(form.status(), 303);

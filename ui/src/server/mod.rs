@@ -9,9 +9,10 @@
 //! Routes: `/` (the page), `/vote/{restaurant}`, `/api` and everything under
 //! it (also `//api/...`, as the original UI requested), `/pkg/*` (the
 //! WebAssembly bundle, precompressed), `/yelb.css`, `/favicon.svg`,
-//! `/healthz` (the process is up) and `/readyz` (the bundle is there; the app
-//! server's state is reported but never makes the UI unready, so an
-//! orchestrator does not restart a healthy UI for an app server's outage).
+//! `/healthz` (the process is up) and `/readyz` (the bundle is there; what the
+//! last request to the app server found is reported, without a request of its
+//! own, and never makes the UI unready, so an orchestrator does not restart a
+//! healthy UI for an app server's outage).
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -120,7 +121,7 @@ async fn fallback(state: State<UiState>, request: Request<Body>) -> Result<Respo
 }
 
 async fn readyz(State(state): State<UiState>) -> Response {
-    let appserver = if state.upstream.reachable().await { "reachable" } else { "unreachable" };
+    let appserver = state.upstream.reachability().as_str();
     if state.bundle_present() {
         axum::Json(json!({"status": "ready", "appserver": appserver})).into_response()
     } else {

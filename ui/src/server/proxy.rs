@@ -14,13 +14,12 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, Uri, header};
-use http_body_util::BodyExt;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::connect::dns::Name;
@@ -54,6 +53,30 @@ pub struct Upstream {
     client: Client<HttpConnector<RotatingResolver>, Body>,
     keepalive: bool,
     timeout: Duration,
+    last_seen: Arc<AtomicU8>,
+}
+
+/// What the last request to the app server found, for `/readyz`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Reachability {
+    /// No request yet.
+    Unknown = 0,
+    /// The last request got an answer.
+    Reachable = 1,
+    /// The last request got none (no such host, refused, timed out).
+    Unreachable = 2,
+}
+
+impl Reachability {
+    /// The word `/readyz` reports.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Reachability::Unknown => "unknown",
+            Reachability::Reachable => "reachable",
+            Reachability::Unreachable => "unreachable",
+        }
+    }
 }
 
 /// One answer the UI's server read for itself.
@@ -75,7 +98,7 @@ impl Upstream {
             .pool_max_idle_per_host(if keepalive { 64 } else { 0 })
             .pool_idle_timeout(Duration::from_secs(30))
             .build(connector);
-        Upstream { base, client, keepalive, timeout }
+        Upstream { base, client, keepalive, timeout, last_seen: Arc::new(AtomicU8::new(0)) }
     }
 
     /// The app server's base URL, for messages.
@@ -98,6 +121,9 @@ impl Upstream {
             request.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
         }
         let sent = tokio::time::timeout(timeout, self.client.request(request)).await;
+        let seen =
+            if matches!(sent, Ok(Ok(_))) { Reachability::Reachable } else { Reachability::Unreachable };
+        self.last_seen.store(seen as u8, Ordering::Relaxed);
         let response = match sent {
             Err(_) => return Err(UiError::UpstreamTimeout(self.base.to_string())),
             Ok(Err(e)) => {
@@ -161,13 +187,14 @@ impl Upstream {
         Ok(Some(Answer { body, served_by }))
     }
 
-    /// Whether the app server answers a plain request at all (readiness detail).
-    pub async fn reachable(&self) -> bool {
-        let Ok(uri) = self.uri("/api/hostname") else { return false };
-        let Ok(request) = Request::get(uri).body(Body::empty()) else { return false };
-        match self.send(request, Duration::from_secs(1)).await {
-            Ok(response) => response.into_body().collect().await.is_ok(),
-            Err(_) => false,
+    /// What the last request to the app server found. `/readyz` reports it
+    /// without making a request of its own, so a probe never waits on the
+    /// app server.
+    pub fn reachability(&self) -> Reachability {
+        match self.last_seen.load(Ordering::Relaxed) {
+            1 => Reachability::Reachable,
+            2 => Reachability::Unreachable,
+            _ => Reachability::Unknown,
         }
     }
 }
