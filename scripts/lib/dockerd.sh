@@ -36,6 +36,7 @@ in_netns() {
 
 dockerd_stop() {
   if [ -n "${DOCKERD_PID:-}" ] && kill -0 "$DOCKERD_PID" 2>/dev/null; then
+    docker swarm leave --force >/dev/null 2>&1 || true
     docker ps -aq 2>/dev/null | xargs -r docker rm -f >/dev/null 2>&1 || true
     kill "$DOCKERD_PID" 2>/dev/null || true
     local i
@@ -44,6 +45,13 @@ dockerd_stop() {
       sleep 0.2
     done
     kill -9 "$DOCKERD_PID" 2>/dev/null || true
+  fi
+  # Whatever the engine left mounted under its folders (Swarm's network
+  # namespaces, overlay layers), deepest first.
+  if [ -n "${DOCKERD_DIR:-}" ]; then
+    awk -v dir="$DOCKERD_DIR/" 'index($2, dir) == 1 {print $2}' /proc/mounts | sort -r | while read -r mount; do
+      umount -l "$mount" 2>/dev/null || true
+    done
   fi
   if [ -n "${NETNS:-}" ]; then
     ip netns del "$NETNS" 2>/dev/null || true

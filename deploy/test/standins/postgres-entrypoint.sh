@@ -7,11 +7,16 @@ set -eu
 PGDATA="${PGDATA:-/var/lib/postgresql/data}"
 BIN=/usr/lib/postgresql/15/bin
 USER_NAME="${POSTGRES_USER:-postgres}"
-as_postgres() { runuser -u postgres -- "$@"; }
-mkdir -p "$PGDATA" /run/postgresql
-chown -R postgres:postgres "$PGDATA" /run/postgresql
+# As the official entrypoint: root switches to postgres, postgres runs as is.
+if [ "$(id -u)" = 0 ]; then
+  as_postgres() { runuser -u postgres -- "$@"; }
+  mkdir -p "$PGDATA" /run/postgresql
+  chown -R postgres:postgres "$PGDATA" /run/postgresql
+else
+  as_postgres() { "$@"; }
+fi
 if [ ! -s "$PGDATA/PG_VERSION" ]; then
-  pw=$(mktemp); printf '%s\n' "${POSTGRES_PASSWORD:?POSTGRES_PASSWORD is required}" > "$pw"; chown postgres "$pw"
+  pw=$(mktemp); printf '%s\n' "${POSTGRES_PASSWORD:?POSTGRES_PASSWORD is required}" > "$pw"; chmod 644 "$pw"
   as_postgres "$BIN/initdb" -D "$PGDATA" -U "$USER_NAME" --pwfile="$pw" --auth-host=scram-sha-256 --auth-local=trust >/dev/null
   rm -f "$pw"
   echo "host all all 0.0.0.0/0 scram-sha-256" >> "$PGDATA/pg_hba.conf"
@@ -22,4 +27,5 @@ if [ ! -s "$PGDATA/PG_VERSION" ]; then
   done
   as_postgres "$BIN/pg_ctl" -D "$PGDATA" -m fast -w stop >/dev/null
 fi
-exec runuser -u postgres -- "$BIN/postgres" -D "$PGDATA" -c listen_addresses='*'
+set -- "$BIN/postgres" -D "$PGDATA" -c "listen_addresses=*"
+if [ "$(id -u)" = 0 ]; then exec runuser -u postgres -- "$@"; else exec "$@"; fi

@@ -1,0 +1,222 @@
+# Yelb on HashiCorp Nomad (docker driver, Nomad's own service discovery):
+#   nomad job run deploy/nomad/yelb.nomad.hcl
+# then open http://<client running yelb-ui>:8080/. The images must be on the
+# clients (or in a registry: set `registry`). The database needs a host volume
+# named yelb-db-data in the client configuration.
+
+variable "registry" {
+  type    = string
+  default = ""
+}
+
+variable "tag" {
+  type    = string
+  default = "latest"
+}
+
+variable "db_password" {
+  type    = string
+  default = "postgres_password"
+}
+
+job "yelb" {
+  type = "service"
+
+  update {
+    max_parallel     = 1
+    health_check     = "checks"
+    min_healthy_time = "5s"
+    healthy_deadline = "2m"
+    auto_revert      = true
+  }
+
+  group "yelb-db" {
+    count = 1
+
+    network {
+      port "postgres" {
+        to = 5432
+      }
+    }
+
+    volume "data" {
+      type   = "host"
+      source = "yelb-db-data"
+    }
+
+    service {
+      name     = "yelb-db"
+      port     = "postgres"
+      provider = "nomad"
+
+      check {
+        type     = "tcp"
+        interval = "5s"
+        timeout  = "2s"
+      }
+    }
+
+    task "yelb-db" {
+      driver = "docker"
+
+      config {
+        image = "${var.registry}yelb-db:${var.tag}"
+        ports = ["postgres"]
+      }
+
+      env {
+        POSTGRES_PASSWORD = var.db_password
+      }
+
+      volume_mount {
+        volume      = "data"
+        destination = "/var/lib/postgresql/data"
+      }
+
+      resources {
+        cpu    = 200
+        memory = 512
+      }
+    }
+  }
+
+  group "redis-server" {
+    count = 1
+
+    network {
+      port "redis" {
+        to = 6379
+      }
+    }
+
+    service {
+      name     = "redis-server"
+      port     = "redis"
+      provider = "nomad"
+
+      check {
+        type     = "tcp"
+        interval = "5s"
+        timeout  = "2s"
+      }
+    }
+
+    task "redis-server" {
+      driver = "docker"
+
+      config {
+        image = "${var.registry}yelb-cache:${var.tag}"
+        ports = ["redis"]
+      }
+
+      resources {
+        cpu    = 100
+        memory = 128
+      }
+    }
+  }
+
+  group "yelb-appserver" {
+    count = 3
+
+    network {
+      port "http" {
+        to = 4567
+      }
+    }
+
+    service {
+      name     = "yelb-appserver"
+      port     = "http"
+      provider = "nomad"
+
+      check {
+        type     = "http"
+        path     = "/readyz"
+        interval = "5s"
+        timeout  = "2s"
+      }
+    }
+
+    task "yelb-appserver" {
+      driver = "docker"
+
+      config {
+        image     = "${var.registry}yelb-appserver:${var.tag}"
+        ports     = ["http"]
+        readonly_rootfs = true
+      }
+
+      # Nomad's service catalogue instead of the original's fixed host names.
+      template {
+        destination = "local/backends.env"
+        env         = true
+        data        = <<-EOT
+          {{ range nomadService "yelb-db" }}YELB_DB_HOST={{ .Address }}
+          YELB_DB_PORT={{ .Port }}{{ end }}
+          {{ range nomadService "redis-server" }}YELB_REDIS_URL=redis://{{ .Address }}:{{ .Port }}/{{ end }}
+        EOT
+      }
+
+      env {
+        YELB_DB_PASSWORD    = var.db_password
+        YELB_SHUTDOWN_DELAY = "5"
+      }
+
+      resources {
+        cpu    = 200
+        memory = 128
+      }
+    }
+  }
+
+  group "yelb-ui" {
+    count = 1
+
+    network {
+      port "http" {
+        static = 8080
+        to     = 8080
+      }
+    }
+
+    service {
+      name     = "yelb-ui"
+      port     = "http"
+      provider = "nomad"
+
+      check {
+        type     = "http"
+        path     = "/readyz"
+        interval = "5s"
+        timeout  = "2s"
+      }
+    }
+
+    task "yelb-ui" {
+      driver = "docker"
+
+      config {
+        image           = "${var.registry}yelb-ui:${var.tag}"
+        ports           = ["http"]
+        readonly_rootfs = true
+      }
+
+      # One app server from the catalogue. For the spread panel, point
+      # YELB_APPSERVER_ENDPOINT at a name that resolves to every replica
+      # (Consul DNS: http://yelb-appserver.service.consul:4567).
+      template {
+        destination = "local/appserver.env"
+        env         = true
+        data        = <<-EOT
+          {{ with nomadService "yelb-appserver" }}{{ with index . 0 }}YELB_APPSERVER_ENDPOINT=http://{{ .Address }}:{{ .Port }}{{ end }}{{ end }}
+        EOT
+      }
+
+      resources {
+        cpu    = 200
+        memory = 128
+      }
+    }
+  }
+}
