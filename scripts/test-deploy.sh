@@ -46,6 +46,16 @@ export DOCKER_BUILDKIT=0 COMPOSE_DOCKER_CLI_BUILD=0
 step() { printf '\n== %s\n' "$*"; }
 # docker build, quiet unless it fails (the classic builder warns that it is deprecated).
 build() { docker build -q "$@" >/dev/null 2>"$work/build.log" || { cat "$work/build.log"; fail "docker build $*"; }; }
+# The stand-ins and the four images, with a builder: `build` (Docker) or `pm_build` (podman).
+build_images() {
+  local with=$1
+  "$with" -t postgres:15-bookworm -f deploy/test/standins/postgres.Dockerfile deploy/test/standins
+  "$with" -t redis:7-bookworm -f deploy/test/standins/redis.Dockerfile deploy/test/standins
+  "$with" --build-arg RUST_IMAGE=yelb-test/rootfs:bookworm -t yelb-appserver:latest -f appserver/Dockerfile .
+  "$with" --build-arg RUST_IMAGE=yelb-test/rootfs:bookworm -t yelb-ui:latest -f ui/Dockerfile .
+  "$with" -t yelb-db:latest deploy/db
+  "$with" -t yelb-cache:latest deploy/cache
+}
 fail() { echo "FAIL: $*" >&2; exit 1; }
 
 step "offline validation"
@@ -92,6 +102,19 @@ done
 echo "kubernetes-validate --strict, 1.25-1.37: deploy/openshift (all but the Route) ok"
 
 "$venv/bin/python" deploy/test/nomad.py deploy/nomad/yelb.nomad.hcl || fail "the Nomad job"
+"$venv/bin/python" - docker-bake.hcl <<'PY' || fail "docker-bake.hcl"
+import sys, hcl2
+targets = {}
+for block in hcl2.load(open(sys.argv[1]))["target"]:
+    for name, body in block.items():
+        targets[name.strip('"')] = body
+unquote = lambda values: [v.strip('"') for v in values]
+platforms = unquote(targets["_platforms"]["platforms"])
+assert platforms == ["linux/amd64", "linux/arm64"], platforms
+for name in ("yelb-ui", "yelb-appserver", "yelb-db", "yelb-cache"):
+    assert unquote(targets[name]["inherits"]) == ["_platforms"], name
+print("  docker-bake.hcl: four images for linux/amd64 and linux/arm64")
+PY
 "$venv/bin/cfn-lint" deploy/ecs/yelb.yaml || fail "cfn-lint"
 echo "cfn-lint: deploy/ecs/yelb.yaml ok"
 for target in deploy docker-compose.yml appserver/Dockerfile ui/Dockerfile; do
@@ -132,12 +155,7 @@ docker version --format 'engine {{.Server.Version}} in netns '"$netns"
 
 step "images"
 tar -C "$rootfs" -c . | docker import - yelb-test/rootfs:bookworm >/dev/null
-build -t postgres:15-bookworm -f deploy/test/standins/postgres.Dockerfile deploy/test/standins
-build -t redis:7-bookworm -f deploy/test/standins/redis.Dockerfile deploy/test/standins
-build --build-arg RUST_IMAGE=yelb-test/rootfs:bookworm -t yelb-appserver:latest -f appserver/Dockerfile .
-build --build-arg RUST_IMAGE=yelb-test/rootfs:bookworm -t yelb-ui:latest -f ui/Dockerfile .
-build -t yelb-db:latest deploy/db
-build -t yelb-cache:latest deploy/cache
+build_images build
 for image in yelb-appserver yelb-ui; do
   bytes=$(docker image inspect -f '{{.Size}}' "$image:latest")
   user=$(docker image inspect -f '{{.Config.User}}' "$image:latest")
@@ -231,6 +249,58 @@ after=$(docker service ps -q -f desired-state=running yelb_yelb-appserver | sort
 [ "$before" != "$after" ] || fail "no new task was started"
 echo "  Swarm started a new task: 3/3 running again"
 docker stack rm yelb >/dev/null
+
+step "podman kube play (the Kubernetes YAML, one host)"
+ensure_packages podman
+pm_dir="$work/podman"
+pm_netns="yelb-podman-$$"
+rm -rf "$pm_dir" && mkdir -p "$pm_dir"
+cat > "$pm_dir/containers.conf" <<'CONF'
+[containers]
+default_ulimits = ["nofile=1024:1024", "nproc=1024:1024"]
+[engine]
+runtime = "runc"
+cgroup_manager = "cgroupfs"
+events_logger = "file"
+CONF
+export CONTAINERS_CONF="$pm_dir/containers.conf"
+ip netns add "$pm_netns"
+ip -n "$pm_netns" link set lo up
+podman_stop() {
+  pm >/dev/null 2>&1 pod rm -af || true
+  pm >/dev/null 2>&1 system reset -f || true
+  awk -v dir="$pm_dir/" 'index($2, dir) == 1 {print $2}' /proc/mounts | sort -r | while read -r mount; do
+    umount -l "$mount" 2>/dev/null || true
+  done
+  ip netns del "$pm_netns" 2>/dev/null || true
+  rm -rf "$pm_dir"
+}
+pm() { env -u DOCKER_CONFIG nsenter --net="/run/netns/$pm_netns" podman --root "$pm_dir/storage" --runroot "$pm_dir/run" "$@"; }
+trap 'podman_stop; docker compose down -v --remove-orphans >/dev/null 2>&1 || true; dockerd_stop; rm -rf prebuilt "$work/engine"' EXIT
+pm_build() { pm build -q --network=none "$@" >/dev/null 2>"$work/build.log" || { cat "$work/build.log"; fail "podman build $*"; }; }
+tar -C "$rootfs" -c . | pm import - yelb-test/rootfs:bookworm >/dev/null 2>&1
+build_images pm_build
+"$venv/bin/python" deploy/test/podman-kube.py "$work/loadbalancer.yaml" "$pm_dir/play.yaml" "$pm_dir/secrets"
+for secret in "$pm_dir"/secrets/*; do pm secret create "$(basename "$secret")" "$secret" >/dev/null; done
+pm network create yelb >/dev/null
+pm kube play --network yelb "$pm_dir/play.yaml" >/dev/null 2>"$work/play.log" || { cat "$work/play.log"; fail "podman kube play"; }
+# What a Service would do: the pod answers to the Service's name.
+for service in yelb-db redis-server yelb-appserver yelb-ui; do
+  infra=$(pm pod inspect "$service-pod-0" --format '{{.InfraContainerID}}')
+  pm network disconnect yelb "$infra" >/dev/null
+  pm network connect --alias "$service" yelb "$infra" >/dev/null
+done
+ui_ip=$(pm inspect yelb-ui-pod-0-yelb-ui --format '{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}')
+for i in $(seq 1 60); do
+  nsenter --net="/run/netns/$pm_netns" curl -fs -m 3 -o /dev/null "http://$ui_ip:8080/api/getvotes" && break
+  sleep 1
+done
+pm ps --format '  {{.Names}} {{.Status}}' | grep -v infra
+answer=$(nsenter --net="/run/netns/$pm_netns" curl -fsS -m 5 -X POST "http://$ui_ip:8080/api/v1/votes/ihop") \
+  || { pm logs yelb-appserver-pod-0-yelb-appserver 2>&1 | tail -n 20; fail "the podman-played app did not answer"; }
+echo "  a vote through the UI pod: $answer"
+echo "$answer" | grep -q '"count":1' || fail "the vote was not counted"
+podman_stop
 
 echo
 echo "deploy tests: ok"

@@ -1,6 +1,6 @@
 # Sourced by the scripts: `ensure_packages NAME...` installs, from Debian's
 # archive, whichever of these tools is missing, by the name of what it gives:
-#   postgres  redis  chromium  wrk  docker  debootstrap  musl
+#   postgres  redis  chromium  wrk  docker  debootstrap  musl  podman
 ensure_packages() {
   local need=() tool
   for tool in "$@"; do
@@ -15,6 +15,11 @@ ensure_packages() {
       docker) command -v dockerd >/dev/null || need+=(docker.io) ;;
       debootstrap) command -v debootstrap >/dev/null || need+=(debootstrap) ;;
       musl) command -v musl-gcc >/dev/null || need+=(musl-tools) ;;
+      podman)
+        command -v podman >/dev/null || need+=(podman)
+        command -v catatonit >/dev/null || need+=(catatonit)
+        [ -x /usr/lib/cni/dnsname ] || need+=(golang-github-containernetworking-plugin-dnsname)
+        ;;
       *) echo "ensure_packages: unknown tool $tool" >&2; return 1 ;;
     esac
   done

@@ -1,0 +1,49 @@
+"""Adapts rendered Kubernetes YAML to what podman 4.3's `kube play` can run
+on one host, and writes the podman secret files it needs. Each change works
+around a podman limitation, not a problem of the manifests:
+
+- Secrets: podman 4.3 stores a played Secret as YAML but reads it back as a
+  flat JSON map of base64 values, so secretKeyRef fails. The Secret objects
+  are left out and written as such JSON files, for `podman secret create`.
+- One replica per Deployment: podman publishes every container port on the
+  host, so a second replica's port collides with the first.
+- yelb-db keeps a writable root and no emptyDir for its socket: podman does
+  not apply fsGroup to emptyDir volumes, so Postgres (UID 999) could not
+  write there.
+
+Services are not implemented by podman either; the test gives each pod its
+Service's name as a network alias instead.
+
+Usage: podman-kube.py RENDERED OUT_YAML SECRETS_DIR
+"""
+
+import base64
+import json
+import os
+import sys
+
+import yaml
+
+rendered, out, secrets = sys.argv[1:4]
+docs = [d for d in yaml.safe_load_all(open(rendered)) if d]
+os.makedirs(secrets, exist_ok=True)
+kept = []
+for doc in docs:
+    if doc["kind"] == "Secret":
+        data = {k: base64.b64encode(v.encode()).decode() for k, v in doc.get("stringData", {}).items()}
+        data.update(doc.get("data", {}))
+        with open(os.path.join(secrets, doc["metadata"]["name"]), "w") as f:
+            json.dump(data, f)
+        continue
+    if doc["kind"] == "Deployment":
+        doc["spec"]["replicas"] = 1
+        pod = doc["spec"]["template"]["spec"]
+        if doc["metadata"]["name"] == "yelb-db":
+            container = pod["containers"][0]
+            container["securityContext"].pop("readOnlyRootFilesystem", None)
+            container["volumeMounts"] = [m for m in container["volumeMounts"] if m["name"] == "data"]
+            pod["volumes"] = [v for v in pod["volumes"] if v["name"] == "data"]
+    kept.append(doc)
+with open(out, "w") as f:
+    yaml.safe_dump_all(kept, f)
+print(f"  {len(kept)} objects for podman, {len(docs) - len(kept)} secret(s) as podman secrets")
