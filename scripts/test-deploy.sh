@@ -159,7 +159,7 @@ build_images build
 for image in yelb-appserver yelb-ui; do
   bytes=$(docker image inspect -f '{{.Size}}' "$image:latest")
   user=$(docker image inspect -f '{{.Config.User}}' "$image:latest")
-  printf '  %-15s %6.1f MB  user %s\n' "$image" "$(echo "$bytes / 1048576" | bc -l)" "$user"
+  printf '  %-15s %6.1f MB  user %s\n' "$image" "$(awk -v b="$bytes" 'BEGIN {print b / 1048576}')" "$user"
   [ "$bytes" -le $((15 * 1024 * 1024)) ] || fail "$image is larger than 15 MB"
   [ "${user%%:*}" = 10001 ] || fail "$image does not run as UID 10001"
 done
@@ -174,7 +174,7 @@ ready_after() {
   ip=$(docker inspect -f '{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}' "$name")
   for i in $(seq 1 500); do
     if in_netns curl -fs -o /dev/null "http://$ip:$port$path"; then
-      printf '  %-15s ready %5.0f ms after docker run\n' "$name" "$(echo "($(date +%s%N) - $t0) / 1000000" | bc -l)"
+      printf '  %-15s ready %5.0f ms after docker run\n' "$name" "$(awk -v a="$t0" -v b="$(date +%s%N)" 'BEGIN {print (b - a) / 1000000}')"
       docker rm -f "$name" >/dev/null
       return 0
     fi
@@ -190,7 +190,7 @@ start=$(date +%s.%N)
 docker compose up -d --no-build --wait --wait-timeout 120 --scale yelb-appserver=3 >/dev/null 2>&1 \
   || { docker compose ps -a; docker compose logs --tail 30; fail "compose did not become healthy"; }
 ready=$(date +%s.%N)
-printf '  all services healthy %.1f s after up (health checks every 5-10 s bound this)\n' "$(echo "$ready - $start" | bc -l)"
+printf '  all services healthy %.1f s after up (health checks every 5-10 s bound this)\n' "$(awk -v a="$start" -v b="$ready" 'BEGIN {print b - a}')"
 docker compose ps --format '  {{.Service}} {{.State}} {{.Health}}'
 
 ui="http://127.0.0.1:8080"

@@ -65,6 +65,8 @@ pub struct Ui {
     pub replicas: RwSignal<Vec<ReplicaInfo>>,
     /// The vote on its way, if any (its button shows it).
     pub pending: RwSignal<Option<Restaurant>>,
+    /// Where API calls go (the snapshot's `api_base`), read once.
+    pub api_base: StoredValue<String>,
 }
 
 impl Ui {
@@ -89,6 +91,7 @@ impl Ui {
             recent: RwSignal::new(recent),
             replicas: RwSignal::new(snapshot.replicas.clone()),
             pending: RwSignal::new(None),
+            api_base: StoredValue::new(snapshot.api_base.clone()),
         }
     }
 

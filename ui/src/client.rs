@@ -113,7 +113,7 @@ async fn read<T: DeserializeOwned>(response: Response) -> Result<T, ApiError> {
 
 /// Starts keeping the page current. Called once, right after hydration.
 pub fn start(ui: Ui, snapshot: &Snapshot) {
-    let api = Api { base: snapshot.api_base.clone() };
+    let api = Api { base: ui.api_base.get_value() };
     let view_counted = snapshot.view_counted;
     spawn_local(keep_current(ui, api.clone(), view_counted));
     spawn_local(watch_spread(ui, api));
@@ -133,7 +133,7 @@ pub fn vote(ui: Ui, restaurant: Restaurant) {
     if ui.pending.get_untracked().is_some() {
         return;
     }
-    let api = Api { base: read_snapshot().api_base };
+    let api = Api { base: ui.api_base.get_value() };
     ui.pending.set(Some(restaurant));
     spawn_local(async move {
         match cast(ui, &api, restaurant).await {
