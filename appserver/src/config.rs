@@ -101,6 +101,18 @@ pub struct Args {
     #[arg(long, env = "YELB_EVENTS_HEARTBEAT", default_value = "15")]
     pub events_heartbeat: String,
 
+    /// Connections served at once; one more is answered 503 and closed (kept under the open-file limit).
+    #[arg(long, env = "YELB_MAX_CONNECTIONS", default_value = "10000")]
+    pub max_connections: String,
+
+    /// Live-event streams (/api/v1/events) open at once; one more is answered 503 and the page polls instead.
+    #[arg(long, env = "YELB_MAX_STREAMS", default_value = "2000")]
+    pub max_streams: String,
+
+    /// Seconds a client has to send a request's head or body, and the longest a kept-alive connection may sit idle.
+    #[arg(long, env = "YELB_HEADER_TIMEOUT", default_value = "10")]
+    pub header_timeout: String,
+
     /// Seconds /readyz reports "shutting down" before the server stops taking connections (give load balancers time to notice).
     #[arg(long, env = "YELB_SHUTDOWN_DELAY", default_value = "0")]
     pub shutdown_delay: String,
@@ -170,6 +182,8 @@ pub struct Config {
     pub shutdown_timeout: Duration,
     /// Heartbeat interval of idle event streams.
     pub events_heartbeat: Duration,
+    /// Connection, stream and timeout limits of the HTTP server.
+    pub limits: yelb_service::Limits,
     /// The subcommand, if any.
     pub command: Option<Command>,
 }
@@ -192,12 +206,7 @@ fn parse_rack_env(value: &str) -> Result<RackEnv, ConfigError> {
 }
 
 fn parse_secs(var: &'static str, value: &str) -> Result<Duration, ConfigError> {
-    let secs: f64 =
-        value.parse().map_err(|_| ConfigError::new(var, value, "expected a number of seconds"))?;
-    if !(0.0..=3600.0).contains(&secs) {
-        return Err(ConfigError::new(var, value, "expected between 0 and 3600 seconds"));
-    }
-    Ok(Duration::from_secs_f64(secs))
+    yelb_service::parse_secs(var, value, 0.0, 3600.0)
 }
 
 fn non_empty(value: Option<&String>) -> Option<&str> {
@@ -254,6 +263,16 @@ impl Config {
             shutdown_delay: parse_secs("YELB_SHUTDOWN_DELAY", &args.shutdown_delay)?,
             shutdown_timeout: parse_secs("YELB_SHUTDOWN_TIMEOUT", &args.shutdown_timeout)?,
             command: args.command.clone(),
+            limits: yelb_service::Limits {
+                max_connections: yelb_service::parse_count(
+                    "YELB_MAX_CONNECTIONS",
+                    &args.max_connections,
+                    1,
+                    1_000_000,
+                )?,
+                max_streams: yelb_service::parse_count("YELB_MAX_STREAMS", &args.max_streams, 0, 1_000_000)?,
+                header_timeout: yelb_service::parse_secs("YELB_HEADER_TIMEOUT", &args.header_timeout, 0.1, 3600.0)?,
+            },
             events_heartbeat: match parse_secs("YELB_EVENTS_HEARTBEAT", &args.events_heartbeat)? {
                 d if d.is_zero() => {
                     return Err(ConfigError::new(

@@ -32,6 +32,9 @@ pub enum AppError {
     /// The route exists but not for this method.
     #[error("method not allowed")]
     MethodNotAllowed,
+    /// This replica already serves as many event streams as it may.
+    #[error("this replica already serves {0} live streams; poll /api/getvotes instead")]
+    TooManyStreams(usize),
     /// The vote store cannot answer now.
     #[error(transparent)]
     Db(#[from] yelb_db::DbError),
@@ -47,7 +50,9 @@ impl AppError {
             AppError::UnknownRestaurant(_) | AppError::NotFound(_) => StatusCode::NOT_FOUND,
             AppError::BadRequest { status, .. } => *status,
             AppError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            AppError::Db(_) | AppError::Cache(_) => StatusCode::SERVICE_UNAVAILABLE,
+            AppError::Db(_) | AppError::Cache(_) | AppError::TooManyStreams(_) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
         }
     }
 

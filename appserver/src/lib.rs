@@ -42,6 +42,7 @@ pub struct Application {
     state: AppState,
     shutdown_delay: Duration,
     shutdown_timeout: Duration,
+    limits: yelb_service::Limits,
 }
 
 impl Application {
@@ -59,6 +60,7 @@ impl Application {
             state,
             shutdown_delay: config.shutdown_delay,
             shutdown_timeout: config.shutdown_timeout,
+            limits: config.limits,
         })
     }
 
@@ -75,7 +77,7 @@ impl Application {
     /// Serves until `shutdown` completes, then shuts down gracefully.
     pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
         let timing = ShutdownTiming { delay: self.shutdown_delay, timeout: self.shutdown_timeout };
-        run(self.listener, self.state, shutdown, timing).await
+        run(self.listener, self.state, shutdown, timing, self.limits).await
     }
 }
 
@@ -105,7 +107,13 @@ pub fn build_state(config: &Config) -> anyhow::Result<AppState> {
             ViewStore::Redis(yelb_cache::Cache::new(url.expose_secret(), &options)?)
         }
     };
-    let state = AppState::new(config.hostname.clone(), votes, views, config.events_heartbeat);
+    let state = AppState::new(
+        config.hostname.clone(),
+        votes,
+        views,
+        config.events_heartbeat,
+        config.limits.max_streams,
+    );
     tracing::info!(hostname = %config.hostname, "{}", config.describe_backends());
     start_background(&state);
     Ok(state)
@@ -141,18 +149,18 @@ fn start_background(state: &AppState) {
     }
 }
 
-/// Serves `state` on `listener` until `shutdown` completes. Then: readiness
-/// fails at once; after `timing.delay` the listener closes and event streams
-/// end; in-flight requests get `timing.timeout` to finish.
+/// Serves `state` on `listener` within `limits` until `shutdown` completes.
+/// Then: readiness fails at once; after `timing.delay` the listener closes
+/// and event streams end; in-flight requests get `timing.timeout` to finish.
 pub async fn run(
     listener: TcpListener,
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
     timing: ShutdownTiming,
+    limits: yelb_service::Limits,
 ) -> std::io::Result<()> {
     let addr = listener.local_addr()?;
     tracing::info!("listening on http://{addr}");
-    let (draining_tx, draining_rx) = tokio::sync::oneshot::channel::<()>();
     let graceful = {
         let state = state.clone();
         async move {
@@ -162,25 +170,9 @@ pub async fn run(
             tokio::time::sleep(timing.delay).await;
             tracing::info!("shutting down: closing the listener and event streams");
             state.stop_token().cancel();
-            let _ = draining_tx.send(());
         }
     };
-    let service = routes::service(state);
-    let server = axum::serve(listener, tower::make::Shared::new(service)).with_graceful_shutdown(graceful);
-    let deadline = async move {
-        match draining_rx.await {
-            Ok(()) => tokio::time::sleep(timing.timeout).await,
-            Err(_) => std::future::pending().await,
-        }
-    };
-    tokio::select! {
-        result = server => {
-            tracing::info!("stopped");
-            result
-        }
-        () = deadline => {
-            tracing::warn!(timeout = ?timing.timeout, "in-flight requests did not finish in time; exiting anyway");
-            Ok(())
-        }
-    }
+    let result = yelb_service::serve(listener, routes::service(state), limits, graceful, timing.timeout).await;
+    tracing::info!("stopped");
+    result
 }

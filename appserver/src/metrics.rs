@@ -8,7 +8,8 @@
 //!   the replica's identity.
 //!
 //! Routes are labelled by their pattern (`/api/{restaurant}`), never by the
-//! raw path, so a scan of random URLs cannot blow up the label set.
+//! raw path, and methods by the nine standard names or `other`, so neither a
+//! scan of random URLs nor invented methods can blow up the label set.
 
 use std::time::Instant;
 
@@ -35,8 +36,16 @@ struct RequestLabels {
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RouteLabels {
-    method: String,
+    method: &'static str,
     route: String,
+}
+
+/// The method as a label: one of the standard methods, or `other`. A client
+/// chooses the method's text, so using it raw would let one request with a
+/// 380,000-character method add a label set that size to `/metrics`.
+fn method_label(method: &axum::http::Method) -> &'static str {
+    const KNOWN: [&str; 9] = ["GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH", "TRACE", "CONNECT"];
+    KNOWN.into_iter().find(|known| *known == method.as_str()).unwrap_or("other")
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -115,7 +124,7 @@ impl Metrics {
 /// Middleware: counts and times every request.
 pub async fn track(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let started = Instant::now();
-    let method = request.method().as_str().to_owned();
+    let method = method_label(request.method());
     let route = request
         .extensions()
         .get::<MatchedPath>()

@@ -29,12 +29,21 @@ struct Inner {
     heartbeat: Duration,
     /// `/api` requests this replica answered, all time.
     served: AtomicU64,
+    /// The cap on open event streams.
+    streams: yelb_service::StreamSlots,
 }
 
 impl AppState {
     /// Builds the state around ready-made stores; `heartbeat` is the idle
     /// interval of event streams.
-    pub fn new(hostname: String, votes: VoteStore, views: ViewStore, heartbeat: Duration) -> AppState {
+    /// At most `max_streams` event streams are open at once.
+    pub fn new(
+        hostname: String,
+        votes: VoteStore,
+        views: ViewStore,
+        heartbeat: Duration,
+        max_streams: usize,
+    ) -> AppState {
         let votes_backend = match votes {
             VoteStore::Memory(_) => "memory",
             VoteStore::Postgres(_) => "postgres",
@@ -55,6 +64,7 @@ impl AppState {
                 stop: CancellationToken::new(),
                 heartbeat,
                 served: AtomicU64::new(0),
+                streams: yelb_service::StreamSlots::new(max_streams),
             }),
         }
     }
@@ -92,6 +102,11 @@ impl AppState {
     /// The heartbeat interval of idle event streams.
     pub fn heartbeat(&self) -> Duration {
         self.inner.heartbeat
+    }
+
+    /// The cap on open event streams.
+    pub fn streams(&self) -> &yelb_service::StreamSlots {
+        &self.inner.streams
     }
 
     /// Counts one `/api` request answered by this replica.

@@ -6,6 +6,8 @@
 //! - [`VoteCounts`]: the four counts, with the monotone merge that lets
 //!   replicas combine updates that arrive out of order.
 //! - [`wire`]: the JSON bodies of both APIs and of the live-event stream.
+//! - [`api`]: the HTTP contract: paths, the `X-Served-By` header, which API
+//!   an app server speaks, and how a vote falls back to the original API.
 //!
 //! Nothing here does I/O, so the UI can depend on it in WebAssembly too.
 
@@ -14,6 +16,7 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
+pub mod api;
 pub mod wire;
 
 /// One of the four restaurants Yelb votes on.

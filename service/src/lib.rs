@@ -7,6 +7,10 @@
 //! - [`shutdown_signal`]: a future that completes on SIGTERM or Ctrl-C.
 //! - [`healthcheck`]: the `healthcheck` subcommand's probe, so an image with
 //!   no shell (`FROM scratch`) can still run a container health check.
+//! - [`server`]: the HTTP loop both servers run ([`serve`]), with header and
+//!   idle timeouts and a connection cap ([`Limits`]).
+//! - [`parse_secs`], [`parse_count`]: the checks every numeric setting goes
+//!   through, so both servers word their complaints alike.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -14,6 +18,10 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use tracing_subscriber::EnvFilter;
+
+pub mod server;
+
+pub use server::{Limits, StreamSlot, StreamSlots, serve};
 
 /// A configuration value that cannot work. The message names the variable,
 /// and the binaries exit with code 2 when they see one.
@@ -32,6 +40,22 @@ impl ConfigError {
     /// `var` had `value`, which cannot work because of `reason`.
     pub fn new(var: &'static str, value: &str, reason: impl Into<String>) -> Self {
         ConfigError { var, value: value.to_owned(), reason: reason.into() }
+    }
+}
+
+/// `value` of `var` as seconds, within `min..=max` (fractions allowed).
+pub fn parse_secs(var: &'static str, value: &str, min: f64, max: f64) -> Result<Duration, ConfigError> {
+    match value.trim().parse::<f64>() {
+        Ok(secs) if (min..=max).contains(&secs) => Ok(Duration::from_secs_f64(secs)),
+        _ => Err(ConfigError::new(var, value, format!("expected seconds, from {min} to {max}"))),
+    }
+}
+
+/// `value` of `var` as a whole number within `min..=max`.
+pub fn parse_count(var: &'static str, value: &str, min: usize, max: usize) -> Result<usize, ConfigError> {
+    match value.trim().parse::<usize>() {
+        Ok(n) if (min..=max).contains(&n) => Ok(n),
+        _ => Err(ConfigError::new(var, value, format!("expected a whole number from {min} to {max}"))),
     }
 }
 
@@ -123,6 +147,20 @@ pub fn shutdown_signal() -> impl Future<Output = ()> + Send + 'static {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn numbers_and_seconds_out_of_range_name_their_variable() {
+        assert_eq!(parse_secs("X", "1.5", 0.0, 10.0), Ok(Duration::from_millis(1500)));
+        assert_eq!(parse_count("N", "42", 1, 100), Ok(42));
+        for bad in ["", "-1", "11", "ten", "NaN"] {
+            let e = parse_secs("X", bad, 0.0, 10.0).unwrap_err();
+            assert_eq!(e.var, "X");
+            assert!(e.reason.contains("0 to 10"), "{e}");
+        }
+        for bad in ["0", "101", "1.5", "x"] {
+            assert_eq!(parse_count("N", bad, 1, 100).unwrap_err().var, "N");
+        }
+    }
 
     #[test]
     fn log_formats_parse_and_others_are_refused() {

@@ -4,125 +4,18 @@
 //! - [`App`]: the body: header with the app server's hostname and the live
 //!   badge, the notice bar, the four cards, the donut chart with page views,
 //!   the spread panel and the QR code.
-//! - [`Ui`]: the page's reactive state, built from the [`Snapshot`] on both
-//!   sides, so the hydrated page starts exactly where the server left it.
 //!
-//! The components never talk to the network themselves: in the browser,
-//! `client` (compiled only with the `hydrate` feature) changes [`Ui`]'s
-//! signals, and the view follows.
+//! The components never talk to the network themselves: they read the
+//! page's state ([`Ui`], in `crate::state`), and in the browser `client`
+//! (compiled only with the `hydrate` feature) changes its signals, and the
+//! view follows. `client` depends on `state`, never on this module.
 
 use leptos::prelude::*;
-use yelb_core::wire::ReplicaInfo;
-use yelb_core::{Restaurant, VoteCounts};
+use yelb_core::Restaurant;
 
 use crate::chart::{self, RADIUS};
-use crate::model::{ApiLevel, Notice, Recent, SNAPSHOT_ID, Snapshot};
-
-/// How the page currently hears about other people's votes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LiveStatus {
-    /// Opening the event stream.
-    Connecting,
-    /// The event stream is open: changes arrive as they happen.
-    Live,
-    /// No event stream (the original API, or it dropped): re-reading every few seconds.
-    Polling,
-    /// The app server does not answer; retrying.
-    Offline,
-}
-
-impl LiveStatus {
-    /// The badge text.
-    pub const fn label(self) -> &'static str {
-        match self {
-            LiveStatus::Connecting => "connecting…",
-            LiveStatus::Live => "live",
-            LiveStatus::Polling => "polling",
-            LiveStatus::Offline => "app server unreachable",
-        }
-    }
-}
-
-/// The page's reactive state. Every field is a signal, so `Ui` is `Copy` and
-/// costs nothing to hand to closures.
-#[derive(Debug, Clone, Copy)]
-pub struct Ui {
-    /// The four counts.
-    pub votes: RwSignal<VoteCounts>,
-    /// Page views, once known.
-    pub pageviews: RwSignal<Option<i64>>,
-    /// The app server that answered last.
-    pub hostname: RwSignal<Option<String>>,
-    /// The message above the cards.
-    pub notice: RwSignal<Option<Notice>>,
-    /// How updates arrive.
-    pub live: RwSignal<LiveStatus>,
-    /// Which API the app server speaks.
-    pub api: RwSignal<ApiLevel>,
-    /// Hostnames that answered this browser's latest requests.
-    pub recent: RwSignal<Recent>,
-    /// Requests served by each app server, cluster-wide.
-    pub replicas: RwSignal<Vec<ReplicaInfo>>,
-    /// The vote on its way, if any (its button shows it).
-    pub pending: RwSignal<Option<Restaurant>>,
-    /// Where API calls go (the snapshot's `api_base`), read once.
-    pub api_base: StoredValue<String>,
-}
-
-impl Ui {
-    /// The state the server rendered.
-    pub fn new(snapshot: &Snapshot) -> Self {
-        let mut recent = Recent::default();
-        if let Some(host) = &snapshot.hostname {
-            recent.push(host);
-        }
-        let live = match (snapshot.api, snapshot.votes.is_some()) {
-            (_, false) => LiveStatus::Offline,
-            (ApiLevel::Modern, true) => LiveStatus::Connecting,
-            (_, true) => LiveStatus::Polling,
-        };
-        Ui {
-            votes: RwSignal::new(snapshot.votes.unwrap_or_default()),
-            pageviews: RwSignal::new(snapshot.pageviews),
-            hostname: RwSignal::new(snapshot.hostname.clone()),
-            notice: RwSignal::new(snapshot.notice.clone()),
-            live: RwSignal::new(live),
-            api: RwSignal::new(snapshot.api),
-            recent: RwSignal::new(recent),
-            replicas: RwSignal::new(snapshot.replicas.clone()),
-            pending: RwSignal::new(None),
-            api_base: StoredValue::new(snapshot.api_base.clone()),
-        }
-    }
-
-    /// Notes which app server answered a request.
-    pub fn answered_by(&self, hostname: &str) {
-        if self.hostname.with_untracked(|h| h.as_deref() != Some(hostname)) {
-            self.hostname.set(Some(hostname.to_owned()));
-        }
-        self.recent.update(|r| r.push(hostname));
-    }
-
-    /// Folds newer counts in. Counts only grow, so the larger value is the
-    /// newer one, whatever order answers and events arrive in.
-    pub fn merge_votes(&self, votes: &VoteCounts) {
-        if self.votes.with_untracked(|mine| {
-            let mut merged = *mine;
-            merged.merge_max(votes)
-        }) {
-            self.votes.update(|mine| {
-                mine.merge_max(votes);
-            });
-        }
-    }
-
-    /// Folds a newer page-view count in.
-    pub fn merge_pageviews(&self, pageviews: i64) {
-        if self.pageviews.get_untracked().is_none_or(|mine| pageviews > mine) {
-            self.pageviews.set(Some(pageviews));
-        }
-    }
-}
+use crate::model::{ApiLevel, Recent, SNAPSHOT_ID, Snapshot};
+use crate::state::Ui;
 
 /// The whole document. The server renders it; the browser hydrates only the body.
 pub fn shell(options: LeptosOptions) -> impl IntoView {

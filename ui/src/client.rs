@@ -19,19 +19,22 @@ use std::time::Duration;
 use wasm_bindgen::JsCast;
 use wasm_bindgen::closure::Closure;
 use web_sys::{EventSource, MessageEvent};
-use yelb_core::Restaurant;
+use yelb_core::{Restaurant, api};
 use yelb_core::wire::{
     ErrorBody, LegacyStats, LegacyVote, LiveState, ReplicasBody, StatsBody, VoteReceipt, VotesBody,
     counts_from_legacy,
 };
 
-use crate::app::{LiveStatus, Ui};
 use crate::model::{ApiLevel, Notice, SNAPSHOT_ID, Snapshot};
+use crate::state::{LiveStatus, Ui};
 
 /// How often the page re-reads the counts when it has no event stream.
 pub const POLL_MS: u64 = 2_000;
 /// How often the spread panel re-reads the cluster's request counts.
 pub const SPREAD_MS: u64 = 2_000;
+/// How often a live page re-reads the counts anyway: in a mixed cluster,
+/// votes cast through an original app server publish no event.
+pub const LIVE_POLL_MS: u64 = 5_000;
 /// The longest pause between two attempts to reopen the event stream.
 const MAX_RETRY_MS: u64 = 10_000;
 
@@ -80,7 +83,7 @@ impl Api {
     /// server names itself in `X-Served-By` on every answer).
     async fn send<T: DeserializeOwned>(&self, ui: Ui, request: RequestBuilder) -> Result<T, ApiError> {
         let response = request.send().await.map_err(|e| ApiError::Unreachable(e.to_string()))?;
-        if let Some(host) = response.headers().get("x-served-by") {
+        if let Some(host) = response.headers().get(api::SERVED_BY) {
             ui.answered_by(&host);
         }
         read(response).await
@@ -105,7 +108,7 @@ async fn read<T: DeserializeOwned>(response: Response) -> Result<T, ApiError> {
         Err(_) => response.status_text(),
     };
     Err(match status {
-        404 | 405 => ApiError::NotFound,
+        s if api::is_missing_route(s) => ApiError::NotFound,
         502..=504 => ApiError::Unreachable(message),
         _ => ApiError::Refused(status, message),
     })
@@ -155,9 +158,8 @@ pub fn vote(ui: Ui, restaurant: Restaurant) {
 }
 
 async fn cast(ui: Ui, api: &Api, restaurant: Restaurant) -> Result<i64, ApiError> {
-    let slug = restaurant.slug();
     if ui.api.get_untracked() != ApiLevel::Legacy {
-        match api.post::<VoteReceipt>(ui, &format!("/api/v1/votes/{slug}")).await {
+        match api.post::<VoteReceipt>(ui, &api::vote(restaurant)).await {
             Ok(receipt) => {
                 refresh_pageviews(ui, api).await;
                 return Ok(receipt.count);
@@ -168,8 +170,8 @@ async fn cast(ui: Ui, api: &Api, restaurant: Restaurant) -> Result<i64, ApiError
     }
     // The original API votes with GET and answers the bare count; its answers
     // carry no hostname, so ask for it (the original UI never did).
-    let count = api.get::<i64>(ui, &format!("/api/{slug}")).await?;
-    if let Ok(text) = Request::get(&api.url("/api/hostname")).send().await
+    let count = api.get::<i64>(ui, &api::legacy_vote(restaurant)).await?;
+    if let Ok(text) = Request::get(&api.url(api::HOSTNAME)).send().await
         && let Ok(host) = text.text().await
         && !host.is_empty()
     {
@@ -179,7 +181,7 @@ async fn cast(ui: Ui, api: &Api, restaurant: Restaurant) -> Result<i64, ApiError
 }
 
 async fn refresh_pageviews(ui: Ui, api: &Api) {
-    if let Ok(stats) = api.get::<StatsBody>(ui, "/api/v1/stats").await {
+    if let Ok(stats) = api.get::<StatsBody>(ui, api::STATS).await {
         ui.merge_pageviews(stats.pageviews);
     }
 }
@@ -188,7 +190,7 @@ async fn refresh_pageviews(ui: Ui, api: &Api) {
 /// the server could not when it rendered the page.
 async fn introduce(ui: Ui, api: &Api, view_counted: bool) -> Result<(), ApiError> {
     if ui.api.get_untracked() == ApiLevel::Unknown {
-        match api.get::<ReplicasBody>(ui, "/api/v1/replicas").await {
+        match api.get::<ReplicasBody>(ui, api::REPLICAS).await {
             Ok(body) => {
                 ui.replicas.set(body.replicas);
                 ui.api.set(ApiLevel::Modern);
@@ -199,10 +201,10 @@ async fn introduce(ui: Ui, api: &Api, view_counted: bool) -> Result<(), ApiError
     }
     if !view_counted {
         let pageviews = if ui.api.get_untracked() == ApiLevel::Modern {
-            api.post::<StatsBody>(ui, "/api/v1/pageviews").await?.pageviews
+            api.post::<StatsBody>(ui, api::PAGEVIEWS).await?.pageviews
         } else {
             // The original's answers carry no X-Served-By; its body names the host.
-            let stats = api.get::<LegacyStats>(ui, "/api/getstats").await?;
+            let stats = api.get::<LegacyStats>(ui, api::GETSTATS).await?;
             ui.answered_by(&stats.hostname);
             stats.pageviews
         };
@@ -214,11 +216,11 @@ async fn introduce(ui: Ui, api: &Api, view_counted: bool) -> Result<(), ApiError
 /// Re-reads the counts (and, on our API, the page views) once.
 async fn poll(ui: Ui, api: &Api) -> Result<(), ApiError> {
     if ui.api.get_untracked() == ApiLevel::Modern {
-        let body = api.get::<VotesBody>(ui, "/api/v1/votes").await?;
+        let body = api.get::<VotesBody>(ui, api::VOTES).await?;
         ui.merge_votes(&body.votes);
         refresh_pageviews(ui, api).await;
     } else {
-        let body = api.get::<Vec<LegacyVote>>(ui, "/api/getvotes").await?;
+        let body = api.get::<Vec<LegacyVote>>(ui, api::GETVOTES).await?;
         ui.merge_votes(&counts_from_legacy(&body));
     }
     Ok(())
@@ -268,7 +270,7 @@ async fn keep_current(ui: Ui, api: Api, mut view_counted: bool) {
 /// short drops by itself; a refused reconnection closes it). Returns whether
 /// the stream was ever open.
 async fn stream(ui: Ui, api: &Api) -> bool {
-    let Ok(source) = EventSource::new(&api.url("/api/v1/events")) else {
+    let Ok(source) = EventSource::new(&api.url(api::EVENTS)) else {
         return false;
     };
     ui.live.set(LiveStatus::Connecting);
@@ -289,8 +291,14 @@ async fn stream(ui: Ui, api: &Api) -> bool {
     let _ = source.add_event_listener_with_callback("state", on_state.as_ref().unchecked_ref());
     source.set_onopen(Some(on_open.as_ref().unchecked_ref()));
     source.set_onerror(Some(on_error.as_ref().unchecked_ref()));
+    let mut next_poll = js_sys::Date::now() + LIVE_POLL_MS as f64;
     while source.ready_state() != EventSource::CLOSED {
         sleep(Duration::from_millis(500)).await;
+        if source.ready_state() == EventSource::OPEN && js_sys::Date::now() >= next_poll {
+            // Counts only grow, so merging a read never undoes an event.
+            let _ = poll(ui, api).await;
+            next_poll = js_sys::Date::now() + LIVE_POLL_MS as f64;
+        }
     }
     source.close();
     source.set_onopen(None);
@@ -306,7 +314,7 @@ async fn watch_spread(ui: Ui, api: Api) {
         if ui.api.get_untracked() != ApiLevel::Modern {
             continue;
         }
-        match api.get::<ReplicasBody>(ui, "/api/v1/replicas").await {
+        match api.get::<ReplicasBody>(ui, api::REPLICAS).await {
             Ok(body) => {
                 ui.replicas.set(body.replicas);
             }

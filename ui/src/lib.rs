@@ -1,7 +1,8 @@
 //! Yelb's web UI: the page the audience sees, written once in Leptos,
 //! rendered on the server and hydrated in the browser.
 //!
-//! - [`app`]: the components and the page's reactive state (both sides).
+//! - [`app`]: the components (both sides).
+//! - [`state`]: the page's reactive state, [`state::Ui`] (both sides).
 //! - [`chart`]: the donut chart's geometry (both sides).
 //! - [`model`]: the snapshot the server hands the browser (both sides).
 //! - `client` (feature `hydrate`): the browser's network code: votes, the
@@ -20,6 +21,7 @@ mod client;
 pub mod model;
 #[cfg(feature = "ssr")]
 pub mod server;
+pub mod state;
 
 /// The browser's entry point, called by the script Leptos puts in the page:
 /// reads the server's snapshot and hydrates the body with it.

@@ -16,17 +16,7 @@ use yelb_core::wire::ReplicaInfo;
 /// The id of the `<script type="application/json">` element holding the snapshot.
 pub const SNAPSHOT_ID: &str = "yelb-snapshot";
 
-/// Which API the app server behind the UI speaks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ApiLevel {
-    /// Ours: the original API plus `/api/v1` (events, replicas, POST votes).
-    Modern,
-    /// Only the original API (the 2017 Ruby app server).
-    Legacy,
-    /// The app server did not answer; the browser finds out when it does.
-    Unknown,
-}
+pub use yelb_core::api::ApiLevel;
 
 /// The server's view of the app when it rendered the page.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

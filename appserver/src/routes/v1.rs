@@ -64,7 +64,12 @@ pub async fn count_view(State(state): State<AppState>) -> Result<Json<StatsBody>
 
 /// `GET /api/v1/events`: a `state` event with the newest [`LiveState`] now
 /// and after every change, from any replica; a heartbeat comment when idle.
-pub async fn events(State(state): State<AppState>) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+/// At most `YELB_MAX_STREAMS` are open at once; one more gets 503, and the
+/// page polls instead.
+pub async fn events(
+    State(state): State<AppState>,
+) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, AppError> {
+    let slot = state.streams().try_open().ok_or(AppError::TooManyStreams(state.streams().max()))?;
     state.refresh_live().await;
     let gauge = state.metrics().live_clients().clone();
     gauge.inc();
@@ -74,13 +79,13 @@ pub async fn events(State(state): State<AppState>) -> Sse<impl Stream<Item = Res
         tokio_stream::StreamExt::throttle(WatchStream::new(state.live().subscribe()), MIN_EVENT_INTERVAL);
     let stream = throttled
         .map(move |live| {
-            let _ = &guard; // lives as long as the stream
+            let _ = (&guard, &slot); // live as long as the stream
             Ok(Event::default().event("state").json_data(live).unwrap_or_default())
         })
         .take_until(async move { stop.cancelled().await });
     // A heartbeat comment on idle streams keeps proxies from closing them and
     // lets clients notice a dead connection.
-    Sse::new(stream).keep_alive(KeepAlive::new().interval(state.heartbeat()))
+    Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(state.heartbeat())))
 }
 
 /// `GET /api/v1/replicas`: every app server seen in the last minute, with

@@ -9,7 +9,7 @@ use futures_util::StreamExt;
 use reqwest::{Method, Response};
 use tokio::sync::oneshot;
 use yelb_appserver::config::Args;
-use yelb_appserver::{Config, ShutdownTiming, build_state};
+use yelb_appserver::{Application, Config};
 use yelb_core::wire::LiveState;
 use yelb_testkit::{shared_pg, shared_redis, unique_name};
 
@@ -85,23 +85,18 @@ pub async fn spawn_with(flags: &[&str]) -> TestApp {
         "--listen-addr=127.0.0.1".to_owned(),
         "--port=0".to_owned(),
         format!("--hostname={hostname}"),
+        "--shutdown-timeout=5".to_owned(),
     ];
     argv.extend(flags.iter().map(|f| (*f).to_owned()));
     let args = Args::try_parse_from(argv).expect("test flags parse");
     let config = Config::from_args(args).expect("test config is valid");
-    let listener = tokio::net::TcpListener::bind(config.listen).await.expect("bind port 0");
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let state = build_state(&config).expect("state builds");
+    // The same path as `main`: build (binds port 0), then run until told.
+    let app = Application::build(config).await.expect("the app builds");
+    let base = format!("http://{}", app.local_addr());
     let (tx, rx) = oneshot::channel::<()>();
-    let timing = ShutdownTiming { delay: Duration::ZERO, timeout: Duration::from_secs(5) };
-    let task = tokio::spawn(yelb_appserver::run(
-        listener,
-        state,
-        async move {
-            let _ = rx.await;
-        },
-        timing,
-    ));
+    let task = tokio::spawn(app.run_until(async move {
+        let _ = rx.await;
+    }));
     TestApp {
         base,
         hostname,

@@ -10,6 +10,7 @@ use std::time::Duration;
 use axum::http::Uri;
 use clap::{Parser, Subcommand};
 pub use yelb_service::ConfigError;
+use yelb_service::parse_count;
 use yelb_service::LogFormat;
 
 /// Yelb web UI: renders the page, serves its WebAssembly, forwards /api to the app server.
@@ -37,6 +38,18 @@ pub struct Args {
     /// Seconds to wait for the app server's answer to begin (streams may then run for ever).
     #[arg(long, env = "YELB_UI_UPSTREAM_TIMEOUT", default_value = "10")]
     pub upstream_timeout: String,
+
+    /// Connections served at once; one more is answered 503 and closed (kept under the open-file limit).
+    #[arg(long, env = "YELB_UI_MAX_CONNECTIONS", default_value = "10000")]
+    pub max_connections: String,
+
+    /// Live-event streams forwarded at once; one more is answered 503 and the page polls instead.
+    #[arg(long, env = "YELB_UI_MAX_STREAMS", default_value = "2000")]
+    pub max_streams: String,
+
+    /// Seconds a client has to send a request's head or body, and the longest a kept-alive connection may sit idle.
+    #[arg(long, env = "YELB_UI_HEADER_TIMEOUT", default_value = "10")]
+    pub header_timeout: String,
 
     /// The page title.
     #[arg(long, env = "YELB_UI_TITLE", default_value = "Yelb")]
@@ -96,6 +109,8 @@ pub struct Config {
     pub api_base: String,
     /// Log format.
     pub log_format: LogFormat,
+    /// Connection, stream and timeout limits of the HTTP server.
+    pub limits: yelb_service::Limits,
 }
 
 impl Args {
@@ -122,15 +137,12 @@ impl Args {
                 return Err(ConfigError::new("YELB_UI_UPSTREAM_KEEPALIVE", other, "expected true or false"));
             }
         };
-        let upstream_timeout = match self.upstream_timeout.parse::<f64>() {
-            Ok(secs) if secs > 0.0 && secs <= 3600.0 => Duration::from_secs_f64(secs),
-            _ => {
-                return Err(ConfigError::new(
-                    "YELB_UI_UPSTREAM_TIMEOUT",
-                    &self.upstream_timeout,
-                    "expected seconds, more than 0 and at most 3600",
-                ));
-            }
+        let upstream_timeout =
+            yelb_service::parse_secs("YELB_UI_UPSTREAM_TIMEOUT", &self.upstream_timeout, 0.001, 3600.0)?;
+        let limits = yelb_service::Limits {
+            max_connections: parse_count("YELB_UI_MAX_CONNECTIONS", &self.max_connections, 1, 1_000_000)?,
+            max_streams: parse_count("YELB_UI_MAX_STREAMS", &self.max_streams, 0, 1_000_000)?,
+            header_timeout: yelb_service::parse_secs("YELB_UI_HEADER_TIMEOUT", &self.header_timeout, 0.1, 3600.0)?,
         };
         let api_base = match self.ui_env.as_str() {
             "prod" | "production" | "" => String::new(),
@@ -162,6 +174,7 @@ impl Args {
             site_root: self.site_root,
             api_base,
             log_format,
+            limits,
         })
     }
 }

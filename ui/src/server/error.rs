@@ -37,6 +37,12 @@ pub enum UiError {
     /// The browser's request cannot be forwarded.
     #[error("bad request: {0}")]
     BadRequest(String),
+    /// A method the UI does not forward (`CONNECT`, `TRACE`, inventions).
+    #[error("method {0} is not allowed here")]
+    MethodNotAllowed(String),
+    /// The UI already forwards as many event streams as it may.
+    #[error("this UI server already forwards {0} live streams; the page polls instead")]
+    TooManyStreams(usize),
 }
 
 impl UiError {
@@ -49,6 +55,8 @@ impl UiError {
                 StatusCode::from_u16(*status).unwrap_or(StatusCode::BAD_GATEWAY)
             }
             UiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            UiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
+            UiError::TooManyStreams(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 }
@@ -61,7 +69,7 @@ impl IntoResponse for UiError {
         }
         let body = ErrorBody { error: self.to_string(), status: status.as_u16() };
         let mut response = (status, Json(body)).into_response();
-        if status == StatusCode::BAD_GATEWAY {
+        if status == StatusCode::BAD_GATEWAY || status == StatusCode::SERVICE_UNAVAILABLE {
             // Browsers and scripts may retry; the app server is usually just starting.
             response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         }

@@ -5,6 +5,8 @@
 //! - [`proxy`]: [`Upstream`], the app server as this process reaches it.
 //! - [`page`]: `GET /` and `POST /vote/{restaurant}`.
 //! - [`error`]: [`UiError`], the one error type, and its answers.
+//! - [`security`]: the headers every answer carries, and the page's
+//!   Content-Security-Policy.
 //!
 //! Routes: `/` (the page), `/vote/{restaurant}`, `/api` and everything under
 //! it (also `//api/...`, as the original UI requested), `/pkg/*` (the
@@ -36,6 +38,7 @@ pub mod config;
 pub mod error;
 pub mod page;
 pub mod proxy;
+pub mod security;
 
 pub use config::{Args, Command, Config};
 pub use error::UiError;
@@ -50,7 +53,7 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 const CSS: &str = include_str!("../../style/yelb.css");
 const FAVICON: &str = include_str!("../../style/favicon.svg");
 
-/// Shared by every handler. Cloning copies two `Arc`s and the client handle.
+/// Shared by every handler. Cloning copies three `Arc`s and the client handle.
 #[derive(Debug, Clone)]
 pub struct UiState {
     /// The settings.
@@ -59,6 +62,8 @@ pub struct UiState {
     pub upstream: Upstream,
     /// What Leptos needs to write the hydration scripts.
     pub leptos: LeptosOptions,
+    /// The cap on forwarded event streams.
+    pub streams: yelb_service::StreamSlots,
 }
 
 impl UiState {
@@ -70,7 +75,8 @@ impl UiState {
             .site_root(config.site_root.to_string_lossy().into_owned())
             .site_pkg_dir("pkg")
             .build();
-        UiState { config: Arc::new(config), upstream, leptos }
+        let streams = yelb_service::StreamSlots::new(config.limits.max_streams);
+        UiState { config: Arc::new(config), upstream, leptos, streams }
     }
 
     fn bundle_present(&self) -> bool {
@@ -90,16 +96,41 @@ pub fn app(state: UiState) -> Router {
         .route("/yelb.css", get(|| async { asset("text/css; charset=utf-8", CSS) }))
         .route("/favicon.svg", get(|| async { asset("image/svg+xml", FAVICON) }))
         .layer(CompressionLayer::new());
+    let pkg = tower::ServiceBuilder::new().layer(revalidate).service(pkg);
     Router::new()
         .merge(site)
-        .nest_service("/pkg", tower::ServiceBuilder::new().layer(revalidate).service(pkg))
+        .nest_service("/pkg", pkg)
+        .route_layer(axum::middleware::from_fn(guard_pkg))
         .route("/vote/{restaurant}", post(page::vote))
         .route("/api", any(forward))
         .route("/api/{*rest}", any(forward))
         .route("/healthz", get(|| async { axum::Json(json!({"status": "ok"})) }))
         .route("/readyz", get(readyz))
         .fallback(fallback)
+        .layer(axum::middleware::map_response(security::add_headers))
         .with_state(state)
+}
+
+/// The bundle is a handful of plain file names. Anything else under `/pkg`
+/// is refused here, before `ServeDir` sees it: it answers an over-long name
+/// or a NUL byte with an empty 500.
+async fn guard_pkg(request: Request<Body>, next: axum::middleware::Next) -> Response {
+    let path = request.uri().path();
+    if let Some(name) = path.strip_prefix("/pkg/")
+        && !is_bundle_file_name(name)
+    {
+        let body = json!({"error": "no such file in the bundle", "status": 404});
+        return (StatusCode::NOT_FOUND, axum::Json(body)).into_response();
+    }
+    next.run(request).await
+}
+
+/// A bundle file name: letters, digits, `.`, `-` and `_`, at most 100 of
+/// them, not starting with a dot (no `..`, no hidden files, no escapes).
+fn is_bundle_file_name(name: &str) -> bool {
+    (1..=100).contains(&name.len())
+        && !name.starts_with('.')
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'))
 }
 
 fn asset(content_type: &'static str, body: &'static str) -> Response {
@@ -107,7 +138,7 @@ fn asset(content_type: &'static str, body: &'static str) -> Response {
 }
 
 async fn forward(State(state): State<UiState>, request: Request<Body>) -> Result<Response, UiError> {
-    state.upstream.forward(request).await
+    state.upstream.forward(request, &state.streams).await
 }
 
 /// `//api/...` (the original UI's double slash) is forwarded as it is; the app
@@ -149,18 +180,8 @@ pub async fn run(
     }
     let addr = listener.local_addr()?;
     tracing::info!(%addr, appserver = %state.upstream.base(), keepalive = state.config.keepalive, "yelb-ui listening");
-    let (stopping_tx, mut stopping) = tokio::sync::watch::channel(false);
-    let server = axum::serve(listener, app(state)).with_graceful_shutdown(async move {
-        shutdown.await;
-        let _ = stopping_tx.send(true);
-    });
-    tokio::select! {
-        result = server => result?,
-        () = async move {
-            let _ = stopping.wait_for(|s| *s).await;
-            tokio::time::sleep(SHUTDOWN_GRACE).await;
-        } => tracing::info!("closing the streams still open"),
-    }
+    let limits = state.config.limits;
+    yelb_service::serve(listener, app(state), limits, shutdown, SHUTDOWN_GRACE).await?;
     Ok(())
 }
 

@@ -14,14 +14,16 @@ use axum::body::Body;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, Method, Request, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
+use leptos::nonce::Nonce;
 use leptos::prelude::provide_context;
 use qrcode::{Color, QrCode};
 use serde::Deserialize;
-use yelb_core::Restaurant;
+use yelb_core::{Restaurant, api};
 use yelb_core::wire::{LegacyStats, LegacyVote, ReplicasBody, VoteReceipt, counts_from_legacy};
 
 use super::UiState;
 use super::error::UiError;
+use super::security::{CSP, content_security_policy};
 use crate::app::shell;
 use crate::model::{ApiLevel, Notice, Snapshot};
 
@@ -33,14 +35,20 @@ pub const RENDER_WAIT: Duration = Duration::from_millis(1500);
 pub struct PageQuery {
     voted: Option<String>,
     vote_failed: Option<String>,
+    /// Why it failed: `unreachable` (no answer) or `refused` (an error answer).
+    why: Option<String>,
 }
 
 impl PageQuery {
     fn notice(&self) -> Option<Notice> {
         let name = |slug: &str| slug.parse::<Restaurant>().ok().map(Restaurant::display_name);
         if let Some(name) = self.vote_failed.as_deref().and_then(name) {
+            let why = match self.why.as_deref() {
+                Some("refused") => "the app server could not take it just now",
+                _ => "the app server is not answering",
+            };
             return Some(Notice::error(format!(
-                "Your vote for {name} did not go through: the app server is not answering. Please try again."
+                "Your vote for {name} did not go through: {why}. Please try again."
             )));
         }
         self.voted
@@ -58,13 +66,22 @@ pub async fn page(
 ) -> Response {
     let snapshot = snapshot(&state, request.headers(), query.notice()).await;
     let options = state.leptos.clone();
+    // One nonce per answer: Leptos writes it on its inline hydration script,
+    // and the policy allows only scripts that carry it (or come from here).
+    let nonce = Nonce::new();
+    let csp = content_security_policy(&nonce, &state.config.api_base);
     let render = leptos_axum::render_app_async_with_context(
-        move || provide_context(snapshot.clone()),
+        move || {
+            provide_context(snapshot.clone());
+            provide_context(nonce.clone());
+        },
         move || shell(options.clone()),
     );
     let mut response = render(request).await;
+    let headers = response.headers_mut();
     // Always fresh: the page carries live numbers.
-    response.headers_mut().insert(header::CACHE_CONTROL, header::HeaderValue::from_static("no-store"));
+    headers.insert(header::CACHE_CONTROL, header::HeaderValue::from_static("no-store"));
+    headers.insert(CSP, csp);
     response
 }
 
@@ -73,10 +90,10 @@ pub async fn snapshot(state: &UiState, headers: &HeaderMap, notice: Option<Notic
     let wait = RENDER_WAIT.min(state.config.upstream_timeout);
     let up = &state.upstream;
     let (votes, stats, replicas) = tokio::join!(
-        up.call::<Vec<LegacyVote>>(Method::GET, "/api/getvotes", wait),
+        up.call::<Vec<LegacyVote>>(Method::GET, api::GETVOTES, wait),
         // The original's call: counts this page view and names the app server.
-        up.call::<LegacyStats>(Method::GET, "/api/getstats", wait),
-        up.call::<ReplicasBody>(Method::GET, "/api/v1/replicas", wait),
+        up.call::<LegacyStats>(Method::GET, api::GETSTATS, wait),
+        up.call::<ReplicasBody>(Method::GET, api::REPLICAS, wait),
     );
     let public_url = public_url(state, headers);
     let mut snapshot = Snapshot::empty(&state.config.title);
@@ -92,14 +109,14 @@ pub async fn snapshot(state: &UiState, headers: &HeaderMap, notice: Option<Notic
         snapshot.pageviews = Some(answer.body.pageviews);
         snapshot.view_counted = true;
     }
-    snapshot.api = match replicas {
+    snapshot.api = ApiLevel::from_probe(match replicas {
         Ok(Some(answer)) => {
             snapshot.replicas = answer.body.replicas;
-            ApiLevel::Modern
+            Some(200)
         }
-        Ok(None) => ApiLevel::Legacy,
-        Err(_) => ApiLevel::Unknown,
-    };
+        Ok(None) => Some(404),
+        Err(_) => None,
+    });
     if snapshot.votes.is_none() && snapshot.notice.is_none() {
         snapshot.notice = Some(Notice::error(
             "The app server is not answering yet. This page will update by itself as soon as it does.",
@@ -168,20 +185,21 @@ pub async fn vote(State(state): State<UiState>, Path(name): Path<String>) -> Res
     }
     let target = match outcome {
         Ok(()) => format!("/?voted={slug}"),
-        Err(_) => format!("/?vote_failed={slug}"),
+        Err(UiError::Refused { .. } | UiError::BadUpstream(_)) => format!("/?vote_failed={slug}&why=refused"),
+        Err(_) => format!("/?vote_failed={slug}&why=unreachable"),
     };
     Ok(Redirect::to(&target).into_response())
 }
 
 async fn cast(state: &UiState, restaurant: Restaurant) -> Result<(), UiError> {
-    let slug = restaurant.slug();
     let wait = state.config.upstream_timeout;
-    let modern =
-        state.upstream.call::<VoteReceipt>(Method::POST, &format!("/api/v1/votes/{slug}"), wait).await?;
+    let modern = state.upstream.call::<VoteReceipt>(Method::POST, &api::vote(restaurant), wait).await?;
     if modern.is_none() {
         // The original app server: it votes on GET and answers the bare count.
-        state.upstream.call::<i64>(Method::GET, &format!("/api/{slug}"), wait).await?.ok_or_else(|| {
-            UiError::Refused { status: 404, message: format!("the app server has no /api/{slug}") }
+        let path = api::legacy_vote(restaurant);
+        state.upstream.call::<i64>(Method::GET, &path, wait).await?.ok_or_else(|| UiError::Refused {
+            status: 404,
+            message: format!("the app server has no {path}"),
         })?;
     }
     Ok(())
@@ -202,11 +220,18 @@ mod tests {
 
     #[test]
     fn notices_name_the_restaurant_and_ignore_unknown_ones() {
-        let voted = PageQuery { voted: Some("ihop".into()), vote_failed: None };
+        let voted = PageQuery { voted: Some("ihop".into()), ..PageQuery::default() };
         assert_eq!(voted.notice(), Some(Notice::info("Thanks! Your vote for IHOP is counted.")));
-        let failed = PageQuery { voted: None, vote_failed: Some("bucadibeppo".into()) };
+        let failed = PageQuery { vote_failed: Some("bucadibeppo".into()), ..PageQuery::default() };
         assert!(failed.notice().is_some_and(|n| n.is_error && n.text.contains("Buca di Beppo")));
-        let bogus = PageQuery { voted: Some("<script>".into()), vote_failed: None };
+        let refused = PageQuery {
+            vote_failed: Some("ihop".into()),
+            why: Some("refused".into()),
+            ..PageQuery::default()
+        };
+        let text = refused.notice().unwrap().text;
+        assert!(text.contains("could not take it") && !text.contains("not answering"), "{text}");
+        let bogus = PageQuery { voted: Some("<script>".into()), ..PageQuery::default() };
         assert_eq!(bogus.notice(), None);
     }
 }

@@ -24,12 +24,14 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::connect::dns::Name;
 use hyper_util::rt::TokioExecutor;
+use futures_util::StreamExt as _;
 use serde::de::DeserializeOwned;
+use yelb_service::StreamSlots;
 
 use super::error::UiError;
 
 /// The header our app server names itself in.
-pub const SERVED_BY: HeaderName = HeaderName::from_static("x-served-by");
+pub const SERVED_BY: HeaderName = HeaderName::from_static(yelb_core::api::SERVED_BY);
 
 /// Headers that describe one connection, not the message (RFC 9110 §7.6.1);
 /// they are never forwarded.
@@ -121,24 +123,48 @@ impl Upstream {
             request.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
         }
         let sent = tokio::time::timeout(timeout, self.client.request(request)).await;
-        let seen =
-            if matches!(sent, Ok(Ok(_))) { Reachability::Reachable } else { Reachability::Unreachable };
-        self.last_seen.store(seen as u8, Ordering::Relaxed);
         let response = match sent {
-            Err(_) => return Err(UiError::UpstreamTimeout(self.base.to_string())),
+            Err(_) => {
+                self.saw(Reachability::Unreachable);
+                return Err(UiError::UpstreamTimeout(self.base.to_string()));
+            }
+            // The browser's own request body failed (a malformed chunked
+            // body, a body that stalled past the timeout): the browser's
+            // fault, not the app server's, which stays marked as it was.
+            Ok(Err(e)) if is_request_body_error(&e) => {
+                return Err(UiError::BadRequest(format!("the request body could not be read: {}", cause(&e))));
+            }
             Ok(Err(e)) => {
+                self.saw(Reachability::Unreachable);
                 return Err(UiError::Unreachable { endpoint: self.base.to_string(), why: cause(&e) });
             }
-            Ok(Ok(response)) => response,
+            Ok(Ok(response)) => {
+                self.saw(Reachability::Reachable);
+                response
+            }
         };
         let (mut parts, body) = response.into_parts();
         strip_hop_by_hop(&mut parts.headers);
         Ok(Response::from_parts(parts, Body::new(body)))
     }
 
+    fn saw(&self, reachability: Reachability) {
+        self.last_seen.store(reachability as u8, Ordering::Relaxed);
+    }
+
     /// Forwards a browser's `/api` request as it is (method, path, query,
-    /// headers, body) and streams the answer back.
-    pub async fn forward(&self, request: Request<Body>) -> Result<Response<Body>, UiError> {
+    /// headers, body) and streams the answer back. An event stream holds one
+    /// of `streams` while it is open; with none free it is answered 503 (the
+    /// page then polls).
+    pub async fn forward(&self, request: Request<Body>, streams: &StreamSlots) -> Result<Response<Body>, UiError> {
+        if !FORWARDED_METHODS.contains(request.method()) {
+            return Err(UiError::MethodNotAllowed(request.method().as_str().chars().take(20).collect()));
+        }
+        let slot = if is_event_stream(&request) {
+            Some(streams.try_open().ok_or(UiError::TooManyStreams(streams.max()))?)
+        } else {
+            None
+        };
         let (mut parts, body) = request.into_parts();
         let path = parts.uri.path_and_query().map_or("/", |p| p.as_str()).to_owned();
         let host = parts.headers.get(header::HOST).cloned();
@@ -149,7 +175,17 @@ impl Upstream {
         }
         let mut outgoing = Request::from_parts(parts, body);
         *outgoing.uri_mut() = self.uri(&path)?;
-        self.send(outgoing, self.timeout).await
+        let response = self.send(outgoing, self.timeout).await?;
+        Ok(match slot {
+            // The slot is freed when the browser goes away and the body is dropped.
+            Some(slot) => response.map(|body| {
+                Body::from_stream(body.into_data_stream().map(move |chunk| {
+                    let _ = &slot;
+                    chunk
+                }))
+            }),
+            None => response,
+        })
     }
 
     /// Calls the app server for the UI's own use and parses the JSON answer.
@@ -161,15 +197,20 @@ impl Upstream {
         path: &str,
         timeout: Duration,
     ) -> Result<Option<Answer<T>>, UiError> {
+        // An empty POST still says `Content-Length: 0`: the original app
+        // server (WEBrick) answers a POST without one with 411.
         let request = Request::builder()
             .method(method)
             .uri(self.uri(path)?)
             .header(header::ACCEPT, "application/json")
+            .header(header::CONTENT_LENGTH, "0")
             .body(Body::empty())
             .map_err(|e| UiError::BadRequest(e.to_string()))?;
         let response = self.send(request, timeout).await?;
         let status = response.status();
-        if status.as_u16() == 404 || status.as_u16() == 405 {
+        // 404/405: no such route. 411: WEBrick refusing a bodiless POST, seen
+        // from an original app server behind a proxy that dropped the length.
+        if yelb_core::api::is_missing_route(status.as_u16()) {
             return Ok(None);
         }
         let served_by = response.headers().get(SERVED_BY).and_then(|v| v.to_str().ok()).map(str::to_owned);
@@ -233,6 +274,37 @@ fn rotated(mut addrs: Vec<SocketAddr>, turn: usize) -> Vec<SocketAddr> {
         addrs.rotate_left(by);
     }
     addrs
+}
+
+/// The methods forwarded to the app server; others (`CONNECT`, `TRACE`,
+/// inventions) are answered 405 here.
+const FORWARDED_METHODS: [Method; 7] =
+    [Method::GET, Method::HEAD, Method::POST, Method::PUT, Method::DELETE, Method::OPTIONS, Method::PATCH];
+
+/// Whether the browser asks for a long-lived event stream.
+fn is_event_stream(request: &Request<Body>) -> bool {
+    request.uri().path().ends_with(yelb_core::api::EVENTS)
+        || request
+            .headers()
+            .get(header::ACCEPT)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.contains("text/event-stream"))
+}
+
+/// Whether a client error came from reading the browser's request body
+/// (hyper calls errors from the body we hand it "user" errors).
+fn is_request_body_error(error: &hyper_util::client::legacy::Error) -> bool {
+    if error.is_connect() {
+        return false;
+    }
+    let mut inner: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(e) = inner {
+        if let Some(hyper) = e.downcast_ref::<hyper::Error>() {
+            return hyper.is_user();
+        }
+        inner = e.source();
+    }
+    false
 }
 
 fn strip_hop_by_hop(headers: &mut HeaderMap) {

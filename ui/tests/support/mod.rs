@@ -43,17 +43,15 @@ impl AppServer {
             "--listen-addr=127.0.0.1".to_owned(),
             format!("--port={port}"),
             format!("--hostname={hostname}"),
+            "--shutdown-timeout=2".to_owned(),
         ];
         argv.extend(flags.iter().cloned());
         let config = yelb_appserver::Config::from_args(yelb_appserver::config::Args::parse_from(argv))
             .expect("app server config");
-        let listener = tokio::net::TcpListener::bind(config.listen).await.expect("bind app server");
-        let addr = listener.local_addr().unwrap();
-        let state = yelb_appserver::build_state(&config).expect("app server state");
+        let app = yelb_appserver::Application::build(config).await.expect("app server builds");
+        let addr = app.local_addr();
         let (tx, rx) = oneshot::channel::<()>();
-        let timing =
-            yelb_appserver::ShutdownTiming { delay: Duration::ZERO, timeout: Duration::from_secs(2) };
-        tokio::spawn(yelb_appserver::run(listener, state, async move { drop(rx.await) }, timing));
+        tokio::spawn(app.run_until(async move { drop(rx.await) }));
         let server = AppServer { addr, hostname, shutdown: Some(tx) };
         wait_for_status(&format!("http://{addr}/readyz"), 200).await;
         server
@@ -152,6 +150,8 @@ pub fn http() -> reqwest::Client {
 /// An app server that speaks only the original API, as the 2017 Ruby one
 /// does: our real app server behind a filter that answers 404 for anything
 /// under `/api/v1` and drops `X-Served-By`, which the original never sent.
+/// Like the original's WEBrick, it answers 411 to a `POST` that has no
+/// `Content-Length` (nor a chunked body), before routing.
 pub struct LegacyOnly {
     pub url: String,
     shutdown: Option<oneshot::Sender<()>>,
@@ -167,6 +167,13 @@ impl LegacyOnly {
             let (target, client) = (target.clone(), client.clone());
             async move {
                 let path = request.uri().path_and_query().map_or("/", |p| p.as_str()).to_owned();
+                let headers = request.headers();
+                if request.method() == axum::http::Method::POST
+                    && !headers.contains_key("content-length")
+                    && !headers.contains_key("transfer-encoding")
+                {
+                    return (axum::http::StatusCode::LENGTH_REQUIRED, "Length Required").into_response();
+                }
                 if path.starts_with("/api/v1") || path.starts_with("//api/v1") {
                     return (axum::http::StatusCode::NOT_FOUND, "Not Found").into_response();
                 }
