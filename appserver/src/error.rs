@@ -12,6 +12,8 @@ use axum::response::{IntoResponse, Response};
 use yelb_core::UnknownRestaurant;
 use yelb_core::wire::ErrorBody;
 
+use crate::store::StoreError;
+
 /// Everything a request can fail with.
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
@@ -35,12 +37,9 @@ pub enum AppError {
     /// This replica already serves as many event streams as it may.
     #[error("this replica already serves {0} live streams; poll /api/getvotes instead")]
     TooManyStreams(usize),
-    /// The vote store cannot answer now.
+    /// A store cannot answer now.
     #[error(transparent)]
-    Db(#[from] yelb_db::DbError),
-    /// Redis cannot answer now.
-    #[error(transparent)]
-    Cache(#[from] yelb_cache::CacheError),
+    Store(#[from] StoreError),
 }
 
 impl AppError {
@@ -50,7 +49,7 @@ impl AppError {
             AppError::UnknownRestaurant(_) | AppError::NotFound(_) => StatusCode::NOT_FOUND,
             AppError::BadRequest { status, .. } => *status,
             AppError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            AppError::Db(_) | AppError::Cache(_) | AppError::TooManyStreams(_) => {
+            AppError::Store(_) | AppError::TooManyStreams(_) => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
         }
@@ -58,11 +57,16 @@ impl AppError {
 
     fn client_message(&self) -> String {
         match self {
-            AppError::Db(yelb_db::DbError::NotReady) => {
+            AppError::Store(StoreError::Db(yelb_db::DbError::NotReady)) => {
                 "the vote database is not ready yet; try again shortly".into()
             }
-            AppError::Db(_) => "the vote database is unavailable; try again shortly".into(),
-            AppError::Cache(_) => "the page-view counter (Redis) is unavailable; votes still work".into(),
+            AppError::Store(StoreError::Db(yelb_db::DbError::Busy)) => {
+                "the vote database is busy; try again shortly".into()
+            }
+            AppError::Store(StoreError::Db(_)) => "the vote database is unavailable; try again shortly".into(),
+            AppError::Store(StoreError::Cache(_)) => {
+                "the page-view counter (Redis) is unavailable; votes still work".into()
+            }
             other => other.to_string(),
         }
     }
@@ -72,12 +76,19 @@ impl IntoResponse for AppError {
     fn into_response(self) -> Response {
         let status = self.status();
         if status.is_server_error() {
-            tracing::warn!(error = %self, "backend unavailable");
+            // One line per outage, not one per request: an outage under
+            // load would otherwise write thousands of lines a second.
+            if let Some(suppressed) = LOG_GATE.open() {
+                tracing::warn!(error = %self, suppressed, "answering 503 (similar lines are held back for 5 s)");
+            }
         }
         let body = ErrorBody { error: self.client_message(), status: status.as_u16() };
         (status, Json(body)).into_response()
     }
 }
+
+/// Lets one warning through every five seconds and counts the rest.
+static LOG_GATE: yelb_service::LogGate = yelb_service::LogGate::new(std::time::Duration::from_secs(5));
 
 impl From<axum::extract::rejection::JsonRejection> for AppError {
     fn from(rejection: axum::extract::rejection::JsonRejection) -> Self {

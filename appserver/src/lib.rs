@@ -13,6 +13,7 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use backon::{ExponentialBuilder, Retryable};
@@ -97,14 +98,14 @@ pub fn build_state(config: &Config) -> anyhow::Result<AppState> {
         VoteBackend::Memory => VoteStore::memory(),
         VoteBackend::Postgres { config: pg, pool_size } => {
             let options = yelb_db::DbOptions { pool_size: *pool_size, ..Default::default() };
-            VoteStore::Postgres(yelb_db::Db::new((**pg).clone(), &options)?)
+            VoteStore::postgres(yelb_db::Db::new((**pg).clone(), &options)?)
         }
     };
     let views = match &config.views {
         ViewBackend::Memory => ViewStore::memory(),
         ViewBackend::Redis { url, key_prefix } => {
             let options = yelb_cache::CacheOptions { key_prefix: key_prefix.clone(), ..Default::default() };
-            ViewStore::Redis(yelb_cache::Cache::new(url.expose_secret(), &options)?)
+            ViewStore::redis(yelb_cache::Cache::new(url.expose_secret(), &options)?)
         }
     };
     let state = AppState::new(
@@ -121,7 +122,7 @@ pub fn build_state(config: &Config) -> anyhow::Result<AppState> {
 
 fn start_background(state: &AppState) {
     let stop = state.stop_token().clone();
-    if let VoteStore::Postgres(db) = state.votes() {
+    if let Some(db) = state.votes().as_postgres() {
         let (db, state2) = (db.clone(), state.clone());
         tokio::spawn(async move {
             let backoff = ExponentialBuilder::default()
@@ -129,9 +130,16 @@ fn start_background(state: &AppState) {
                 .with_max_delay(Duration::from_secs(2))
                 .without_max_times();
             let connect = || async { db.ensure_schema().await };
-            let attempt = connect
-                .retry(backoff)
-                .notify(|e, wait| tracing::warn!(error = %e, ?wait, "Postgres not ready; retrying"));
+            // Said once per distinct reason, not every two seconds for ever.
+            let last = std::sync::Mutex::new(String::new());
+            let attempt = connect.retry(backoff).notify(|e, wait| {
+                let why = e.to_string();
+                let mut last = last.lock().unwrap_or_else(|p| p.into_inner());
+                if *last != why {
+                    tracing::warn!(error = %why, ?wait, "Postgres not ready; retrying (said again only if the reason changes)");
+                    *last = why;
+                }
+            });
             tokio::select! {
                 result = attempt => {
                     if result.is_ok() {
@@ -143,8 +151,15 @@ fn start_background(state: &AppState) {
             }
         });
     }
-    if let ViewStore::Redis(cache) = state.views() {
-        live::spawn_bridge(state.live().clone(), cache.clone(), state.stop_token().clone());
+    if let Some(cache) = state.views().as_redis() {
+        let catch_up: live::CatchUp = {
+            let state = state.clone();
+            Arc::new(move || {
+                let state = state.clone();
+                Box::pin(async move { state.refresh_live().await })
+            })
+        };
+        live::spawn_bridge(state.live().clone(), cache.clone(), state.stop_token().clone(), catch_up);
         replicas::spawn_reporter(state.clone(), cache.clone());
     }
 }

@@ -68,9 +68,13 @@ impl LiveHub {
     }
 }
 
+/// What the bridge runs after every (re)subscription to catch up on what it
+/// missed: the app state's `refresh_live` (votes and page views).
+pub type CatchUp = Arc<dyn Fn() -> futures_util::future::BoxFuture<'static, ()> + Send + Sync>;
+
 /// Starts the two tasks that connect `hub` to the other replicas through
 /// `cache`. They stop when `stop` is cancelled.
-pub fn spawn_bridge(hub: Arc<LiveHub>, cache: Cache, stop: CancellationToken) {
+pub fn spawn_bridge(hub: Arc<LiveHub>, cache: Cache, stop: CancellationToken, catch_up: CatchUp) {
     let (h, c, s) = (hub.clone(), cache.clone(), stop.clone());
     tokio::spawn(async move {
         tokio::select! {
@@ -80,7 +84,7 @@ pub fn spawn_bridge(hub: Arc<LiveHub>, cache: Cache, stop: CancellationToken) {
     });
     tokio::spawn(async move {
         tokio::select! {
-            () = subscribe_loop(hub, cache) => {}
+            () = subscribe_loop(hub, cache, catch_up) => {}
             () = stop.cancelled() => {}
         }
     });
@@ -97,12 +101,19 @@ async fn publish_loop(hub: Arc<LiveHub>, cache: Cache) {
     }
 }
 
-async fn subscribe_loop(hub: Arc<LiveHub>, cache: Cache) {
+async fn subscribe_loop(hub: Arc<LiveHub>, cache: Cache, catch_up: CatchUp) {
     let backoff = ExponentialBuilder::default()
         .with_min_delay(Duration::from_millis(50))
         .with_max_delay(Duration::from_secs(2))
         .without_max_times();
+    // A subscription that drops at once (Redis accepting, then closing)
+    // must not turn into a busy loop: wait longer each time it happens.
+    let mut quick_drops = 0u32;
     loop {
+        if quick_drops > 0 {
+            let wait = Duration::from_millis(50u64 << quick_drops.min(7)).min(Duration::from_secs(5));
+            tokio::time::sleep(wait).await;
+        }
         let subscribe = || async { cache.subscribe().await };
         let Ok(events) = subscribe
             .retry(backoff)
@@ -112,14 +123,15 @@ async fn subscribe_loop(hub: Arc<LiveHub>, cache: Cache) {
             continue;
         };
         tracing::info!("live events: subscribed to other replicas");
-        // Catch up on page views counted while we were not listening.
-        if let Ok(pageviews) = cache.pageviews().await {
-            hub.merge(&LiveState { pageviews, ..Default::default() });
-        }
+        // Catch up on what was counted while we were not listening: votes
+        // cast through other replicas, page views.
+        catch_up().await;
+        let since = tokio::time::Instant::now();
         let mut events = std::pin::pin!(events);
         while let Some(state) = events.next().await {
             hub.merge(&state);
         }
+        quick_drops = if since.elapsed() < Duration::from_secs(5) { quick_drops + 1 } else { 0 };
         tracing::warn!("live events: lost the Redis subscription");
     }
 }

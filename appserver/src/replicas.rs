@@ -12,7 +12,6 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use yelb_cache::Cache;
 use yelb_core::wire::ReplicaInfo;
 
-use crate::store::ViewStore;
 use crate::{AppError, AppState};
 
 /// How often each replica reports its count.
@@ -20,6 +19,13 @@ pub const REPORT_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Replicas silent for longer than this are left out of [`list`].
 pub const FORGET_AFTER: Duration = Duration::from_secs(60);
+
+/// Replicas silent for longer than this are deleted from Redis (by whichever
+/// replica prunes next), so its hashes do not grow with every pod ever run.
+pub const PRUNE_AFTER: Duration = Duration::from_secs(600);
+
+/// Reports between two prunings.
+const PRUNE_EVERY: u64 = 60;
 
 fn now_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
@@ -32,7 +38,7 @@ pub fn spawn_reporter(state: AppState, cache: Cache) {
     tokio::spawn(async move {
         let mut reported = 0u64;
         let mut tick = tokio::time::interval(REPORT_INTERVAL);
-        loop {
+        for round in 0u64.. {
             tokio::select! {
                 _ = tick.tick() => {}
                 () = stop.cancelled() => break,
@@ -42,24 +48,33 @@ pub fn spawn_reporter(state: AppState, cache: Cache) {
                 Ok(()) => reported = served,
                 Err(e) => tracing::debug!(error = %e, "could not report served requests"),
             }
+            if round % PRUNE_EVERY == PRUNE_EVERY - 1 {
+                let cutoff = now_ms().saturating_sub(PRUNE_AFTER.as_millis() as u64);
+                match cache.forget_replicas_before(cutoff).await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(forgotten = n, "forgot replicas silent for ten minutes"),
+                    Err(e) => tracing::debug!(error = %e, "could not prune the replica list"),
+                }
+            }
         }
     });
 }
 
 /// Every replica seen in the last minute.
 pub async fn list(state: &AppState) -> Result<Vec<ReplicaInfo>, AppError> {
-    match state.views() {
-        ViewStore::Memory(_) => Ok(vec![ReplicaInfo {
+    match state.views().as_redis() {
+        None => Ok(vec![ReplicaInfo {
             hostname: state.hostname().to_owned(),
             served: state.served(),
             last_seen_ms: 0,
         }]),
-        ViewStore::Redis(cache) => {
+        Some(cache) => {
             let now = now_ms();
             let forget = FORGET_AFTER.as_millis() as u64;
             Ok(cache
                 .served()
-                .await?
+                .await
+                .map_err(crate::store::StoreError::from)?
                 .into_iter()
                 .map(|(hostname, served, seen)| ReplicaInfo {
                     hostname,

@@ -44,15 +44,7 @@ impl AppState {
         heartbeat: Duration,
         max_streams: usize,
     ) -> AppState {
-        let votes_backend = match votes {
-            VoteStore::Memory(_) => "memory",
-            VoteStore::Postgres(_) => "postgres",
-        };
-        let views_backend = match views {
-            ViewStore::Memory(_) => "memory",
-            ViewStore::Redis(_) => "redis",
-        };
-        let metrics = Metrics::new(&hostname, votes_backend, views_backend);
+        let metrics = Metrics::new(&hostname, votes.backend_name(), views.backend_name());
         AppState {
             inner: Arc::new(Inner {
                 hostname,

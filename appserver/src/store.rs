@@ -7,6 +7,10 @@
 //! binary serves the same API with nothing else installed. They keep the
 //! same promises as the real ones (a vote returns its own count; a read sees
 //! every vote acknowledged before it) and pass the same test suite.
+//!
+//! Both return [`StoreError`], which knows nothing of HTTP; the variants of
+//! each store are private, and callers ask [`VoteStore::postgres`] or
+//! [`ViewStore::redis`] when they need the backend itself.
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -16,7 +20,16 @@ use yelb_cache::Cache;
 use yelb_core::{Restaurant, VoteCounts};
 use yelb_db::Db;
 
-use crate::error::AppError;
+/// Why a store could not answer. `AppError` turns it into a 503.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// Postgres could not answer.
+    #[error(transparent)]
+    Db(#[from] yelb_db::DbError),
+    /// Redis could not answer.
+    #[error(transparent)]
+    Cache(#[from] yelb_cache::CacheError),
+}
 
 /// How long a readiness check waits for a backend.
 const CHECK_TIMEOUT: Duration = Duration::from_secs(1);
@@ -41,30 +54,54 @@ impl BackendHealth {
 }
 
 /// The vote store.
-pub enum VoteStore {
-    /// Embedded mode.
+pub struct VoteStore(Votes);
+
+enum Votes {
     Memory(Mutex<VoteCounts>),
-    /// Postgres.
     Postgres(Db),
 }
 
 impl VoteStore {
     /// An empty in-memory store.
     pub fn memory() -> VoteStore {
-        VoteStore::Memory(Mutex::new(VoteCounts::default()))
+        VoteStore(Votes::Memory(Mutex::new(VoteCounts::default())))
+    }
+
+    /// A store on Postgres.
+    pub fn postgres(db: Db) -> VoteStore {
+        VoteStore(Votes::Postgres(db))
+    }
+
+    /// The Postgres store, if this is one.
+    pub fn as_postgres(&self) -> Option<&Db> {
+        match &self.0 {
+            Votes::Postgres(db) => Some(db),
+            Votes::Memory(_) => None,
+        }
+    }
+
+    /// `memory` or `postgres`, for logs and metrics.
+    pub fn backend_name(&self) -> &'static str {
+        if self.as_postgres().is_some() { "postgres" } else { "memory" }
+    }
+
+    /// Why the store is not ready, when it knows (Postgres: the schema
+    /// could not be created, and the error said why).
+    pub fn problem(&self) -> Option<String> {
+        self.as_postgres().and_then(Db::schema_error)
     }
 
     /// Casts one vote; returns the restaurant's count after it, and counts to
     /// merge into the live state (exact for the restaurants in the same
     /// commit, possibly 0 for the others: merging takes the per-field max).
-    pub async fn vote(&self, restaurant: Restaurant) -> Result<(i64, VoteCounts), AppError> {
-        match self {
-            VoteStore::Memory(counts) => {
+    pub async fn vote(&self, restaurant: Restaurant) -> Result<(i64, VoteCounts), StoreError> {
+        match &self.0 {
+            Votes::Memory(counts) => {
                 let mut counts = counts.lock().unwrap_or_else(|e| e.into_inner());
                 *counts.get_mut(restaurant) += 1;
                 Ok((counts.get(restaurant), *counts))
             }
-            VoteStore::Postgres(db) => {
+            Votes::Postgres(db) => {
                 let outcome = db.vote(restaurant).await?;
                 Ok((outcome.count, outcome.counts))
             }
@@ -72,18 +109,18 @@ impl VoteStore {
     }
 
     /// Every count, as fresh as the moment of the call.
-    pub async fn counts(&self) -> Result<VoteCounts, AppError> {
-        match self {
-            VoteStore::Memory(counts) => Ok(*counts.lock().unwrap_or_else(|e| e.into_inner())),
-            VoteStore::Postgres(db) => Ok(db.votes().await?),
+    pub async fn counts(&self) -> Result<VoteCounts, StoreError> {
+        match &self.0 {
+            Votes::Memory(counts) => Ok(*counts.lock().unwrap_or_else(|e| e.into_inner())),
+            Votes::Postgres(db) => Ok(db.votes().await?),
         }
     }
 
     /// Whether votes can be served right now.
     pub async fn health(&self) -> BackendHealth {
-        match self {
-            VoteStore::Memory(_) => BackendHealth::Memory,
-            VoteStore::Postgres(db) => {
+        match &self.0 {
+            Votes::Memory(_) => BackendHealth::Memory,
+            Votes::Postgres(db) => {
                 let ok = db.schema_ready()
                     && matches!(tokio::time::timeout(CHECK_TIMEOUT, db.ping()).await, Ok(Ok(())));
                 if ok { BackendHealth::Up } else { BackendHealth::Down }
@@ -93,40 +130,58 @@ impl VoteStore {
 }
 
 /// The page-view counter.
-pub enum ViewStore {
-    /// Embedded mode.
+pub struct ViewStore(Views);
+
+enum Views {
     Memory(AtomicI64),
-    /// Redis.
     Redis(Cache),
 }
 
 impl ViewStore {
     /// A counter at zero in memory.
     pub fn memory() -> ViewStore {
-        ViewStore::Memory(AtomicI64::new(0))
+        ViewStore(Views::Memory(AtomicI64::new(0)))
+    }
+
+    /// A counter in Redis.
+    pub fn redis(cache: Cache) -> ViewStore {
+        ViewStore(Views::Redis(cache))
+    }
+
+    /// The Redis store, if this is one.
+    pub fn as_redis(&self) -> Option<&Cache> {
+        match &self.0 {
+            Views::Redis(cache) => Some(cache),
+            Views::Memory(_) => None,
+        }
+    }
+
+    /// `memory` or `redis`, for logs and metrics.
+    pub fn backend_name(&self) -> &'static str {
+        if self.as_redis().is_some() { "redis" } else { "memory" }
     }
 
     /// Counts one view; returns the new total.
-    pub async fn incr(&self) -> Result<i64, AppError> {
-        match self {
-            ViewStore::Memory(n) => Ok(n.fetch_add(1, Ordering::Relaxed) + 1),
-            ViewStore::Redis(cache) => Ok(cache.incr_pageviews().await?),
+    pub async fn incr(&self) -> Result<i64, StoreError> {
+        match &self.0 {
+            Views::Memory(n) => Ok(n.fetch_add(1, Ordering::Relaxed) + 1),
+            Views::Redis(cache) => Ok(cache.incr_pageviews().await?),
         }
     }
 
     /// The total, without counting a view.
-    pub async fn get(&self) -> Result<i64, AppError> {
-        match self {
-            ViewStore::Memory(n) => Ok(n.load(Ordering::Relaxed)),
-            ViewStore::Redis(cache) => Ok(cache.pageviews().await?),
+    pub async fn get(&self) -> Result<i64, StoreError> {
+        match &self.0 {
+            Views::Memory(n) => Ok(n.load(Ordering::Relaxed)),
+            Views::Redis(cache) => Ok(cache.pageviews().await?),
         }
     }
 
     /// Whether page views can be served right now.
     pub async fn health(&self) -> BackendHealth {
-        match self {
-            ViewStore::Memory(_) => BackendHealth::Memory,
-            ViewStore::Redis(cache) => match tokio::time::timeout(CHECK_TIMEOUT, cache.ping()).await {
+        match &self.0 {
+            Views::Memory(_) => BackendHealth::Memory,
+            Views::Redis(cache) => match tokio::time::timeout(CHECK_TIMEOUT, cache.ping()).await {
                 Ok(Ok(())) => BackendHealth::Up,
                 _ => BackendHealth::Down,
             },

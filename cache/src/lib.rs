@@ -133,6 +133,27 @@ impl Cache {
         Ok(())
     }
 
+    /// Forgets every replica last seen before `cutoff_ms` (Unix ms), so the
+    /// two hashes hold the replicas of the last while, not every pod name
+    /// a cluster ever had. Returns how many were forgotten.
+    pub async fn forget_replicas_before(&self, cutoff_ms: u64) -> Result<usize> {
+        let seen: std::collections::HashMap<String, u64> =
+            self.conn.clone().hgetall(&self.keys.seen).await?;
+        let stale: Vec<&String> = seen.iter().filter(|(_, t)| **t < cutoff_ms).map(|(h, _)| h).collect();
+        if stale.is_empty() {
+            return Ok(0);
+        }
+        let _: () = redis::pipe()
+            .atomic()
+            .hdel(&self.keys.served, &stale)
+            .ignore()
+            .hdel(&self.keys.seen, &stale)
+            .ignore()
+            .query_async(&mut self.conn.clone())
+            .await?;
+        Ok(stale.len())
+    }
+
     /// Every replica that ever reported: (hostname, served, last seen in Unix ms).
     pub async fn served(&self) -> Result<Vec<(String, u64, u64)>> {
         let (served, seen): (std::collections::HashMap<String, u64>, std::collections::HashMap<String, u64>) =

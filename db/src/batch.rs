@@ -12,11 +12,22 @@
 //!   gets a count older than their request (a vote acknowledged before a read
 //!   is always in it).
 //!
+//! - [`VoteOrder`]: a read also waits for every vote that *arrived* before
+//!   it to be committed (or to fail), so a client that fires a vote and then
+//!   a read without waiting for the vote's answer (the original Angular UI
+//!   does) still sees its vote. A read that arrives first cannot.
+//!
 //! A failed statement fails every request in its batch; none of those votes
 //! were acknowledged, and none are retried (a retry could count twice if only
 //! the answer was lost).
+//!
+//! Bounds: every statement runs under a client-side timeout (a half-open
+//! connection to Postgres fails its batch instead of stalling every vote
+//! behind it), and each queue holds at most [`MAX_QUEUED`] requests; one
+//! more fails at once with [`DbError::Busy`].
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use deadpool_postgres::Pool;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
@@ -26,6 +37,10 @@ use crate::{DbError, Result, VoteOutcome};
 
 /// The most votes one statement carries; more wait for the next commit.
 const MAX_VOTE_BATCH: usize = 4096;
+
+/// The most requests one queue holds; past it a request fails at once
+/// rather than waiting behind a backlog it cannot get through in time.
+pub const MAX_QUEUED: usize = 65_536;
 
 /// Adds a batch of votes as one upsert and returns the new count of every
 /// restaurant the batch touched.
@@ -45,36 +60,95 @@ type ReadReply = oneshot::Sender<Result<VoteCounts>>;
 
 /// The sending side of the vote queue; see the module docs.
 pub struct VoteBatcher {
-    tx: mpsc::UnboundedSender<(Restaurant, VoteReply)>,
+    tx: mpsc::Sender<(Restaurant, VoteReply)>,
+    order: Arc<VoteOrder>,
 }
 
 impl VoteBatcher {
-    /// Starts the worker, with at most `in_flight` commits at once.
-    pub fn spawn(pool: Pool, in_flight: usize) -> VoteBatcher {
-        let (tx, rx) = mpsc::unbounded_channel::<(Restaurant, VoteReply)>();
+    /// Starts the worker, with at most `in_flight` commits at once, each
+    /// statement bounded by `timeout`.
+    pub fn spawn(pool: Pool, in_flight: usize, timeout: Duration) -> VoteBatcher {
+        let (tx, rx) = mpsc::channel::<(Restaurant, VoteReply)>(MAX_QUEUED);
+        let order = Arc::new(VoteOrder::default());
+        let worker_order = order.clone();
         spawn_worker(rx, in_flight, MAX_VOTE_BATCH, move |batch, slot| {
-            let pool = pool.clone();
-            async move { commit_votes(&pool, batch, slot).await }
+            let (pool, order) = (pool.clone(), worker_order.clone());
+            async move { commit_votes(&pool, batch, slot, timeout, &order).await }
         });
-        VoteBatcher { tx }
+        VoteBatcher { tx, order }
     }
 
     /// Queues one vote and waits for its commit.
     pub async fn vote(&self, restaurant: Restaurant) -> Result<VoteOutcome> {
         let (reply, answer) = oneshot::channel();
-        self.tx.send((restaurant, reply)).map_err(|_| DbError::WorkerGone)?;
+        // Taking the number and queueing happen under one lock, so numbers
+        // enter the queue in order and every batch is a contiguous range.
+        self.order.enqueue(|| self.tx.try_send((restaurant, reply)))?;
         answer.await.map_err(|_| DbError::WorkerGone)?
+    }
+
+    /// The ordering of votes, for reads to wait on.
+    pub fn order(&self) -> &Arc<VoteOrder> {
+        &self.order
     }
 }
 
-async fn commit_votes(pool: &Pool, batch: Vec<(Restaurant, VoteReply)>, slot: OwnedSemaphorePermit) {
+/// Votes are numbered as they are queued; a read waits until every vote
+/// numbered before its arrival is settled (committed or failed).
+#[derive(Debug, Default)]
+pub struct VoteOrder {
+    queued: std::sync::Mutex<u64>,
+    settled: tokio::sync::watch::Sender<u64>,
+}
+
+impl VoteOrder {
+    fn enqueue<E>(&self, send: impl FnOnce() -> std::result::Result<(), mpsc::error::TrySendError<E>>) -> Result<()> {
+        let mut queued = self.queued.lock().unwrap_or_else(|e| e.into_inner());
+        match send() {
+            Ok(()) => {
+                *queued += 1;
+                Ok(())
+            }
+            Err(mpsc::error::TrySendError::Full(_)) => Err(DbError::Busy),
+            Err(mpsc::error::TrySendError::Closed(_)) => Err(DbError::WorkerGone),
+        }
+    }
+
+    /// Votes queued so far.
+    pub fn queued(&self) -> u64 {
+        *self.queued.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Marks `n` more votes settled. With one commit in flight (the
+    /// default) batches settle in queue order; with more, a later batch may
+    /// settle first, and then readers wait for the earlier one too, which is
+    /// what they need.
+    fn settle(&self, n: u64) {
+        self.settled.send_modify(|s| *s += n);
+    }
+
+    /// Waits (at most `within`) until every vote queued before `mark` is settled.
+    pub async fn wait_settled(&self, mark: u64, within: Duration) {
+        let mut rx = self.settled.subscribe();
+        let _ = tokio::time::timeout(within, rx.wait_for(|s| *s >= mark)).await;
+    }
+}
+
+async fn commit_votes(
+    pool: &Pool,
+    batch: Vec<(Restaurant, VoteReply)>,
+    slot: OwnedSemaphorePermit,
+    timeout: Duration,
+    order: &VoteOrder,
+) {
     let mut added = VoteCounts::default();
     for (r, _) in &batch {
         *added.get_mut(*r) += 1;
     }
-    let result = write_batch(pool, &added).await;
+    let result = write_batch(pool, &added, timeout).await;
     // The next batch may start while this one's voters are being answered.
     drop(slot);
+    order.settle(batch.len() as u64);
     match result {
         Ok(counts) => {
             // Hand out C-k+1 … C per restaurant, in queue order.
@@ -98,15 +172,13 @@ async fn commit_votes(pool: &Pool, batch: Vec<(Restaurant, VoteReply)>, slot: Ow
     }
 }
 
-async fn write_batch(pool: &Pool, added: &VoteCounts) -> Result<VoteCounts> {
-    let client = pool.get().await?;
-    let stmt = client.prepare_cached(VOTE_BATCH).await?;
+async fn write_batch(pool: &Pool, added: &VoteCounts, timeout: Duration) -> Result<VoteCounts> {
     let (names, ns): (Vec<&str>, Vec<i32>) = added
         .iter()
         .filter(|(_, n)| *n > 0)
         .map(|(r, n)| (r.slug(), i32::try_from(n).unwrap_or(i32::MAX)))
         .unzip();
-    let rows = client.query(&stmt, &[&names, &ns]).await?;
+    let rows = query_bounded(pool, VOTE_BATCH, &[&names, &ns], timeout).await?;
     Ok(counts_from_rows(&rows))
 }
 
@@ -125,30 +197,64 @@ fn counts_from_rows(rows: &[tokio_postgres::Row]) -> VoteCounts {
 
 /// The sending side of the read queue; see the module docs.
 pub struct ReadCoalescer {
-    tx: mpsc::UnboundedSender<ReadReply>,
+    tx: mpsc::Sender<ReadReply>,
+    votes: Arc<VoteOrder>,
+    timeout: Duration,
 }
 
 impl ReadCoalescer {
-    /// Starts the worker, with at most `in_flight` queries at once.
-    pub fn spawn(pool: Pool, in_flight: usize) -> ReadCoalescer {
-        let (tx, rx) = mpsc::unbounded_channel::<ReadReply>();
+    /// Starts the worker, with at most `in_flight` queries at once, each
+    /// bounded by `timeout`; reads wait for the votes of `votes` queued
+    /// before them.
+    pub fn spawn(pool: Pool, in_flight: usize, timeout: Duration, votes: Arc<VoteOrder>) -> ReadCoalescer {
+        let (tx, rx) = mpsc::channel::<ReadReply>(MAX_QUEUED);
         spawn_worker(rx, in_flight, usize::MAX, move |waiters, slot| {
             let pool = pool.clone();
-            async move { answer_reads(&pool, waiters, slot).await }
+            async move { answer_reads(&pool, waiters, slot, timeout).await }
         });
-        ReadCoalescer { tx }
+        ReadCoalescer { tx, votes, timeout }
     }
 
-    /// Waits for the next query to start and returns its result.
+    /// Waits for the votes queued before this call to settle, then for the
+    /// next query to start, and returns its result.
     pub async fn read(&self) -> Result<VoteCounts> {
+        let mark = self.votes.queued();
+        self.votes.wait_settled(mark, self.timeout).await;
         let (reply, answer) = oneshot::channel();
-        self.tx.send(reply).map_err(|_| DbError::WorkerGone)?;
+        self.tx.try_send(reply).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(_) => DbError::Busy,
+            mpsc::error::TrySendError::Closed(_) => DbError::WorkerGone,
+        })?;
         answer.await.map_err(|_| DbError::WorkerGone)?
     }
 }
 
-async fn answer_reads(pool: &Pool, waiters: Vec<ReadReply>, slot: OwnedSemaphorePermit) {
-    let result = read_all(pool).await;
+/// Runs `sql` with `params` on a pooled connection, failing with
+/// [`DbError::Timeout`] after `timeout`. A connection that timed out is
+/// taken out of the pool and closed, never handed to the next batch: it may
+/// be half-open (Postgres gone without a FIN), and would stall that too.
+async fn query_bounded(
+    pool: &Pool,
+    sql: &str,
+    params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+    timeout: Duration,
+) -> Result<Vec<tokio_postgres::Row>> {
+    let client = pool.get().await?;
+    let work = async {
+        let stmt = client.prepare_cached(sql).await?;
+        Ok::<_, DbError>(client.query(&stmt, params).await?)
+    };
+    match tokio::time::timeout(timeout, work).await {
+        Ok(result) => result,
+        Err(_) => {
+            drop(deadpool_postgres::Object::take(client));
+            Err(DbError::Timeout(timeout))
+        }
+    }
+}
+
+async fn answer_reads(pool: &Pool, waiters: Vec<ReadReply>, slot: OwnedSemaphorePermit, timeout: Duration) {
+    let result = read_all(pool, timeout).await;
     // The next read may start while this one's waiters are being answered.
     drop(slot);
     match result {
@@ -171,7 +277,7 @@ async fn answer_reads(pool: &Pool, waiters: Vec<ReadReply>, slot: OwnedSemaphore
 /// Waiting for the slot *before* draining is what grows batches under load.
 /// `handle` gets the slot and frees it as soon as its database work is done,
 /// before it answers the batch, so the next batch overlaps the answering.
-fn spawn_worker<T, F, Fut>(mut rx: mpsc::UnboundedReceiver<T>, slots: usize, max: usize, handle: F)
+fn spawn_worker<T, F, Fut>(mut rx: mpsc::Receiver<T>, slots: usize, max: usize, handle: F)
 where
     T: Send + 'static,
     F: Fn(Vec<T>, OwnedSemaphorePermit) -> Fut + Send + 'static,
@@ -193,9 +299,7 @@ where
     });
 }
 
-async fn read_all(pool: &Pool) -> Result<VoteCounts> {
-    let client = pool.get().await?;
-    let stmt = client.prepare_cached(READ_ALL).await?;
-    let rows = client.query(&stmt, &[]).await?;
+async fn read_all(pool: &Pool, timeout: Duration) -> Result<VoteCounts> {
+    let rows = query_bounded(pool, READ_ALL, &[], timeout).await?;
     Ok(counts_from_rows(&rows))
 }

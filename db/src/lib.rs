@@ -31,11 +31,18 @@ pub enum DbError {
     #[error("database unavailable: {0}")]
     Unavailable(String),
     /// A statement failed on a live connection.
-    #[error("database query failed: {0}")]
+    #[error("database query failed: {}", chain(.0))]
     Query(#[from] tokio_postgres::Error),
     /// The schema is not there yet: [`Db::ensure_schema`] has not succeeded.
     #[error("database schema not ready")]
     NotReady,
+    /// A statement did not finish in time (Postgres stalled or the
+    /// connection is half-open); the connection was dropped.
+    #[error("database did not answer within {0:?}")]
+    Timeout(Duration),
+    /// Too many requests are already queued for the database.
+    #[error("too many requests are waiting for the database")]
+    Busy,
     /// The background task serving this request has stopped (only during shutdown).
     #[error("database worker stopped")]
     WorkerGone,
@@ -46,8 +53,24 @@ pub enum DbError {
 
 impl From<deadpool_postgres::PoolError> for DbError {
     fn from(e: deadpool_postgres::PoolError) -> Self {
-        DbError::Unavailable(e.to_string())
+        DbError::Unavailable(chain(&e))
     }
+}
+
+/// An error with its causes: tokio-postgres says only "db error" at the
+/// top; what Postgres said (`role "x" does not exist`) is in the source.
+fn chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut inner = error.source();
+    while let Some(e) = inner {
+        let more = e.to_string();
+        if !text.contains(&more) {
+            text.push_str(": ");
+            text.push_str(&more);
+        }
+        inner = e.source();
+    }
+    text
 }
 
 /// Result of a database call.
@@ -62,6 +85,10 @@ pub struct DbOptions {
     /// take, before the request fails with [`DbError::Unavailable`]. Short, so
     /// that while Postgres is down callers get a quick 503, not a hang.
     pub acquire_timeout: Duration,
+    /// The longest one vote commit or shared read may take, client-side
+    /// (a half-open connection never answers; Postgres's own
+    /// `statement_timeout` cannot help there).
+    pub statement_timeout: Duration,
     /// Vote commits in flight at once (see [`batch`]).
     pub write_slots: usize,
     /// Shared reads in flight at once (see [`batch`]).
@@ -70,7 +97,13 @@ pub struct DbOptions {
 
 impl Default for DbOptions {
     fn default() -> Self {
-        DbOptions { pool_size: 8, acquire_timeout: Duration::from_secs(2), write_slots: 1, read_slots: 1 }
+        DbOptions {
+            pool_size: 8,
+            acquire_timeout: Duration::from_secs(2),
+            statement_timeout: Duration::from_secs(5),
+            write_slots: 1,
+            read_slots: 1,
+        }
     }
 }
 
@@ -87,6 +120,8 @@ struct Inner {
     votes: batch::VoteBatcher,
     reads: batch::ReadCoalescer,
     schema_ready: std::sync::atomic::AtomicBool,
+    /// Why the last attempt to create the schema failed, until one succeeds.
+    schema_error: std::sync::Mutex<Option<String>>,
 }
 
 /// What a committed vote returns.
@@ -115,6 +150,9 @@ impl Db {
         if pg_config.get_application_name().is_none() {
             pg_config.application_name("yelb-appserver");
         }
+        // A peer that vanished without closing (a crashed node, a cut
+        // network) is noticed by the kernel within a minute, not hours.
+        pg_config.keepalives(true).keepalives_idle(Duration::from_secs(15));
         let manager = Manager::from_config(
             pg_config.clone(),
             NoTls,
@@ -136,13 +174,17 @@ impl Db {
         // free for health checks and schema work.
         let writers = options.write_slots.clamp(1, options.pool_size - 1);
         let readers = options.read_slots.clamp(1, options.pool_size - 1);
+        let timeout = options.statement_timeout;
+        let votes = batch::VoteBatcher::spawn(pool.clone(), writers, timeout);
+        let reads = batch::ReadCoalescer::spawn(pool.clone(), readers, timeout, votes.order().clone());
         Ok(Db {
             inner: Arc::new(Inner {
-                votes: batch::VoteBatcher::spawn(pool.clone(), writers),
-                reads: batch::ReadCoalescer::spawn(pool.clone(), readers),
+                votes,
+                reads,
                 pool,
                 pg_config,
                 schema_ready: std::sync::atomic::AtomicBool::new(false),
+                schema_error: std::sync::Mutex::new(None),
             }),
         })
     }
@@ -151,9 +193,23 @@ impl Db {
     /// safe to run from many replicas at once. Until it has succeeded once,
     /// votes and reads fail with [`DbError::NotReady`].
     pub async fn ensure_schema(&self) -> Result<()> {
-        schema::ensure(&self.inner.pg_config, &self.inner.pool).await?;
-        self.inner.schema_ready.store(true, std::sync::atomic::Ordering::Release);
-        Ok(())
+        let result = schema::ensure(&self.inner.pg_config, &self.inner.pool).await;
+        let mut why = self.inner.schema_error.lock().unwrap_or_else(|e| e.into_inner());
+        match &result {
+            Ok(()) => {
+                *why = None;
+                self.inner.schema_ready.store(true, std::sync::atomic::Ordering::Release);
+            }
+            Err(e) => *why = Some(e.to_string()),
+        }
+        result
+    }
+
+    /// Why the schema is not in place yet, if an attempt failed (a wrong
+    /// password, a missing permission, Postgres not there): `/readyz` shows
+    /// it, so "not ready" comes with a reason.
+    pub fn schema_error(&self) -> Option<String> {
+        self.inner.schema_error.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     /// Whether [`Db::ensure_schema`] has succeeded.
@@ -184,11 +240,5 @@ impl Db {
         let client = self.inner.pool.get().await?;
         client.simple_query("SELECT 1").await?;
         Ok(())
-    }
-
-    /// Pool figures for metrics: (connections open, connections idle).
-    pub fn pool_status(&self) -> (usize, usize) {
-        let s = self.inner.pool.status();
-        (s.size, s.available)
     }
 }

@@ -182,3 +182,55 @@ fn a_pool_of_one_is_rejected_as_a_configuration_error() {
     let result = Db::new("postgres://x@127.0.0.1/y".parse().unwrap(), &options);
     assert!(matches!(result, Err(DbError::Config(_))));
 }
+
+#[tokio::test]
+async fn a_read_that_arrives_after_a_vote_was_sent_sees_it_even_before_the_vote_is_answered() {
+    // The original Angular UI fires the vote and the re-read at once, without
+    // waiting for the vote's answer. Every read queued after a vote must
+    // include it.
+    let (db, _) = fresh_db().await;
+    let db = std::sync::Arc::new(db);
+    let mut missed = 0;
+    for i in 1..=30 {
+        let voter = db.clone();
+        let vote = tokio::spawn(async move { voter.vote(Restaurant::Ihop).await.unwrap() });
+        // Let the vote reach the queue (the test runtime has one thread).
+        tokio::task::yield_now().await;
+        let seen = db.votes().await.unwrap().ihop;
+        if seen < i {
+            missed += 1;
+        }
+        assert_eq!(vote.await.unwrap().count, i);
+    }
+    assert_eq!(missed, 0, "reads missed the vote sent just before them");
+}
+
+#[tokio::test]
+async fn a_frozen_postgres_fails_votes_after_the_statement_timeout_and_they_recover_after() {
+    let pg = PgServer::start_new();
+    let name = unique_name("yelb_frozen");
+    let options = DbOptions { statement_timeout: Duration::from_millis(800), ..DbOptions::default() };
+    let db = Db::new(config(&pg, &name), &options).unwrap();
+    db.ensure_schema().await.unwrap();
+    assert_eq!(db.vote(Restaurant::Chipotle).await.unwrap().count, 1);
+
+    pg.freeze();
+    let started = Instant::now();
+    let outcome = tokio::time::timeout(Duration::from_secs(10), db.vote(Restaurant::Chipotle)).await;
+    let elapsed = started.elapsed();
+    pg.thaw();
+    let result = outcome.expect("a vote must not hang on a frozen Postgres");
+    assert!(matches!(result, Err(DbError::Timeout(_) | DbError::Unavailable(_))), "{result:?} after {elapsed:?}");
+    assert!(elapsed < Duration::from_secs(4), "failed after {elapsed:?}");
+
+    // The stalled connection was dropped, not reused: votes work again.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Ok(outcome) = db.vote(Restaurant::Chipotle).await {
+            assert!(outcome.count >= 2);
+            break;
+        }
+        assert!(Instant::now() < deadline, "votes must recover once Postgres answers");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

@@ -9,6 +9,8 @@
 //!   no shell (`FROM scratch`) can still run a container health check.
 //! - [`server`]: the HTTP loop both servers run ([`serve`]), with header and
 //!   idle timeouts and a connection cap ([`Limits`]).
+//! - [`LogGate`]: one warning per interval, with a count of those held
+//!   back, so an outage under load does not flood the log.
 //! - [`parse_secs`], [`parse_count`]: the checks every numeric setting goes
 //!   through, so both servers word their complaints alike.
 
@@ -40,6 +42,45 @@ impl ConfigError {
     /// `var` had `value`, which cannot work because of `reason`.
     pub fn new(var: &'static str, value: &str, reason: impl Into<String>) -> Self {
         ConfigError { var, value: value.to_owned(), reason: reason.into() }
+    }
+}
+
+/// Lets one log line through per interval and counts the ones held back.
+/// `const`, so it can be a `static` next to the code that logs.
+#[derive(Debug)]
+pub struct LogGate {
+    every_ms: u64,
+    next_ms: std::sync::atomic::AtomicU64,
+    held: std::sync::atomic::AtomicU64,
+}
+
+impl LogGate {
+    /// A gate that opens at most once per `every`.
+    pub const fn new(every: Duration) -> Self {
+        LogGate {
+            every_ms: every.as_millis() as u64,
+            next_ms: std::sync::atomic::AtomicU64::new(0),
+            held: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+
+    /// `Some(lines held back since the last one)` if this line may be
+    /// written, `None` if it is held back (and counted).
+    pub fn open(&self) -> Option<u64> {
+        use std::sync::atomic::Ordering;
+        static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+        let now = START.get_or_init(std::time::Instant::now).elapsed().as_millis() as u64;
+        let next = self.next_ms.load(Ordering::Relaxed);
+        if now >= next
+            && self
+                .next_ms
+                .compare_exchange(next, now + self.every_ms, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            return Some(self.held.swap(0, Ordering::Relaxed));
+        }
+        self.held.fetch_add(1, Ordering::Relaxed);
+        None
     }
 }
 
@@ -147,6 +188,18 @@ pub fn shutdown_signal() -> impl Future<Output = ()> + Send + 'static {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_log_gate_lets_one_line_through_per_interval_and_counts_the_rest() {
+        let gate = LogGate::new(Duration::from_secs(3600));
+        assert_eq!(gate.open(), Some(0));
+        for _ in 0..5 {
+            assert_eq!(gate.open(), None);
+        }
+        let quick = LogGate::new(Duration::ZERO);
+        assert_eq!(quick.open(), Some(0));
+        assert!(quick.open().is_some(), "a zero interval holds nothing back");
+    }
 
     #[test]
     fn numbers_and_seconds_out_of_range_name_their_variable() {

@@ -236,8 +236,47 @@ impl PgServer {
     /// Stops the server at once (clients see their connections drop), keeping
     /// its data for a later [`PgServer::start`].
     pub fn stop(&mut self) {
+        self.thaw();
         if let Some(mut child) = self.child.take() {
             kill(&mut child, libc::SIGQUIT);
+        }
+    }
+
+    /// Stops every Postgres process (SIGSTOP) without closing a
+    /// socket: to its clients the server is there but never answers, like a
+    /// half-open connection to a crashed node. [`PgServer::thaw`] resumes it.
+    pub fn freeze(&self) {
+        self.signal_group(libc::SIGSTOP);
+    }
+
+    /// Resumes a frozen server.
+    pub fn thaw(&self) {
+        self.signal_group(libc::SIGCONT);
+    }
+
+    /// Signals the postmaster and every process it forked. (Not by process
+    /// group: each backend calls `setsid` and leads a session of its own.)
+    fn signal_group(&self, signal: libc::c_int) {
+        let Some(child) = &self.child else { return };
+        let postmaster = child.id();
+        let mut pids = vec![postmaster];
+        if let Ok(entries) = std::fs::read_dir("/proc") {
+            for entry in entries.flatten() {
+                let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else { continue };
+                let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else { continue };
+                // "pid (comm) state ppid ...": comm may hold spaces, so split after its ')'.
+                let ppid = stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().nth(1));
+                if ppid.and_then(|p| p.parse::<u32>().ok()) == Some(postmaster) {
+                    pids.push(pid);
+                }
+            }
+        }
+        for pid in pids {
+            // SAFETY: the postmaster is our unreaped child; its children are
+            // its own until it reaps them, and a stray signal to a reused
+            // PID in the instant between is harmless for SIGSTOP/SIGCONT
+            // in a test sandbox.
+            unsafe { libc::kill(pid as libc::pid_t, signal) };
         }
     }
 
@@ -260,11 +299,6 @@ impl PgServer {
             .expect("run psql");
         assert!(out.status.success(), "psql failed: {}", String::from_utf8_lossy(&out.stderr));
         String::from_utf8_lossy(&out.stdout).trim().to_owned()
-    }
-
-    /// The data directory (for tests that look at the cluster's files).
-    pub fn data_dir(&self) -> PathBuf {
-        self.dir.path().join("data")
     }
 }
 

@@ -51,3 +51,17 @@ fn the_balancer_hands_connections_to_its_backends_in_turn() {
     assert_eq!(served, ["b0", "b1", "b0", "b1"]);
     assert_eq!(balancer.connections(), 4);
 }
+
+#[test]
+fn a_frozen_postgres_does_not_answer_and_a_thawed_one_does() {
+    let pg = PgServer::start_new();
+    assert_eq!(pg.psql("postgres", "SELECT 1"), "1");
+    pg.freeze();
+    let out = std::process::Command::new("timeout")
+        .args(["2", "psql", "-h", "127.0.0.1", "-p", &pg.port().to_string(), "-U", "postgres", "-c", "SELECT 1"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "a frozen server must not answer");
+    pg.thaw();
+    assert_eq!(pg.psql("postgres", "SELECT 1"), "1");
+}

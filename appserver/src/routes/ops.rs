@@ -25,6 +25,9 @@ struct Readiness {
     status: &'static str,
     hostname: String,
     checks: Checks,
+    /// Why Postgres is not ready, when the schema could not be created.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    postgres_error: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -51,8 +54,13 @@ pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
         "ready" | "degraded" => StatusCode::OK,
         _ => StatusCode::SERVICE_UNAVAILABLE,
     };
-    let body =
-        Readiness { status, hostname: state.hostname().to_owned(), checks: Checks { postgres, redis } };
+    let postgres_error = if postgres.is_up() { None } else { state.votes().problem() };
+    let body = Readiness {
+        status,
+        hostname: state.hostname().to_owned(),
+        checks: Checks { postgres, redis },
+        postgres_error,
+    };
     (code, Json(body))
 }
 

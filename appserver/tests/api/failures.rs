@@ -174,3 +174,40 @@ async fn graceful_shutdown_fails_readiness_first_then_ends_streams_and_returns()
     let took = asked.elapsed();
     assert!(took >= Duration::from_millis(500) && took < Duration::from_secs(3), "took {took:?}");
 }
+
+#[tokio::test]
+async fn readiness_says_why_postgres_is_not_ready_when_the_schema_cannot_be_created() {
+    let url = shared_pg().url(&unique_name("yelb_norole")).replacen("postgres://postgres", "postgres://nobody_here", 1);
+    let app = spawn_with(&[&format!("--database-url={url}")]).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (s, body) = status_of(&app, "/readyz").await;
+        assert_eq!(s, 503);
+        if let Some(why) = body["postgres_error"].as_str() {
+            assert!(why.contains("nobody_here"), "the reason names the role: {why}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "/readyz never said why: {body}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn after_a_redis_outage_a_replica_catches_up_on_votes_cast_through_others() {
+    let mut redis = RedisServer::start_new();
+    let db = format!("--database-url={}", shared_pg().url(&unique_name("yelb_catch")));
+    let rd = format!("--redis-url={}", redis.url());
+    let a = spawn_with(&[&db, &rd]).await.wait_ready().await;
+    let b = spawn_with(&[&db, &rd]).await.wait_ready().await;
+    let mut events = a.events().await;
+    assert!(events.until(Duration::from_secs(5), |s| s.votes.ihop == 0).await.is_some());
+
+    redis.stop();
+    // Through B while Redis is down: A's hub cannot hear of these.
+    for _ in 0..3 {
+        assert_eq!(b.request(Method::POST, "/api/v1/votes/ihop").await.status(), 200);
+    }
+    redis.start();
+    let seen = events.until(Duration::from_secs(15), |s| s.votes.ihop == 3).await;
+    assert!(seen.is_some(), "A's stream must show B's votes once Redis is back");
+}

@@ -7,6 +7,7 @@
 mod helpers;
 
 mod failures;
+mod limits;
 mod modern_api;
 mod ops;
 mod original_api;

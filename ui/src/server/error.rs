@@ -61,11 +61,16 @@ impl UiError {
     }
 }
 
+static LOG_GATE: yelb_service::LogGate = yelb_service::LogGate::new(std::time::Duration::from_secs(5));
+
 impl IntoResponse for UiError {
     fn into_response(self) -> Response {
         let status = self.status();
-        if status.is_server_error() {
-            tracing::warn!(error = %self, "answering {status}");
+        // One line per outage, not one per request.
+        if status.is_server_error()
+            && let Some(suppressed) = LOG_GATE.open()
+        {
+            tracing::warn!(error = %self, suppressed, "answering {status} (similar lines are held back for 5 s)");
         }
         let body = ErrorBody { error: self.to_string(), status: status.as_u16() };
         let mut response = (status, Json(body)).into_response();

@@ -1,0 +1,131 @@
+//! The UI server against a hostile or broken client: a malformed request
+//! body, odd methods, odd bundle paths, too many streams, and the headers
+//! that keep the page from being framed or made to run foreign script.
+//! Real app servers on real Postgres and Redis.
+
+#![allow(clippy::unwrap_used)] // Helpers of tests: a failed step is a failed test.
+
+mod support;
+
+use std::time::Duration;
+
+use serde_json::Value;
+use support::{AppServer, UiServer, http, real_backends};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// Sends `raw` on a fresh connection and returns everything read until the
+/// server closes it (or 5 s pass).
+async fn raw(ui: &UiServer, raw: &[u8]) -> String {
+    let mut stream = tokio::net::TcpStream::connect(ui.url.trim_start_matches("http://")).await.unwrap();
+    stream.write_all(raw).await.unwrap();
+    let mut got = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut got)).await;
+    String::from_utf8_lossy(&got).into_owned()
+}
+
+async fn readyz(ui: &UiServer) -> Value {
+    http().get(format!("{}/readyz", ui.url)).send().await.unwrap().json().await.unwrap()
+}
+
+#[tokio::test]
+async fn a_malformed_chunked_body_is_the_clients_fault_and_the_app_server_stays_reachable() {
+    let app = AppServer::start(&real_backends(), 0).await;
+    let ui = UiServer::start(&app.url(), &[]).await;
+    http().get(format!("{}/api/getvotes", ui.url)).send().await.unwrap();
+    assert_eq!(readyz(&ui).await["appserver"], "reachable");
+    let answer = raw(
+        &ui,
+        b"POST /api/v1/votes HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+          Transfer-Encoding: chunked\r\nConnection: close\r\n\r\nzz-not-hex\r\n{}\r\n0\r\n\r\n",
+    )
+    .await;
+    let status = answer.split_whitespace().nth(1).unwrap_or("none");
+    assert!(status.starts_with('4'), "a malformed body is a 4xx, never a 502: {answer}");
+    assert_eq!(readyz(&ui).await["appserver"], "reachable", "the app server did nothing wrong");
+}
+
+#[tokio::test]
+async fn connect_and_trace_are_refused_with_405_not_forwarded() {
+    let app = AppServer::start(&real_backends(), 0).await;
+    let ui = UiServer::start(&app.url(), &[]).await;
+    for method in ["TRACE", "BREW"] {
+        let m = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        let r = http().request(m, format!("{}/api/getvotes", ui.url)).send().await.unwrap();
+        assert_eq!(r.status(), 405, "{method}");
+        let body: Value = r.json().await.unwrap();
+        assert!(body["error"].as_str().unwrap().contains("not allowed"), "{body}");
+    }
+    let answer = raw(&ui, b"CONNECT /api/getvotes HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await;
+    let status = answer.split_whitespace().nth(1).unwrap_or("none");
+    assert!(status.starts_with('4'), "CONNECT is refused: {answer}");
+    assert_ne!(readyz(&ui).await["appserver"], "unreachable");
+}
+
+#[tokio::test]
+async fn odd_bundle_paths_get_404_never_an_empty_500() {
+    let app = AppServer::start(&real_backends(), 0).await;
+    let ui = UiServer::start(&app.url(), &[]).await;
+    let long = format!("/pkg/{}", "a".repeat(300));
+    for path in [long.as_str(), "/pkg/a%00b", "/pkg/..%2fCargo.toml", "/pkg/.hidden", "/pkg/no-such.js"] {
+        for method in [reqwest::Method::GET, reqwest::Method::HEAD] {
+            let r = http().request(method.clone(), format!("{}{path}", ui.url)).send().await.unwrap();
+            assert_eq!(r.status(), 404, "{method} {path}");
+        }
+    }
+    let r = http().get(format!("{}/pkg/yelb-ui.js", ui.url)).send().await.unwrap();
+    assert_eq!(r.status(), 200, "the real bundle is still served");
+}
+
+#[tokio::test]
+async fn the_page_carries_a_content_security_policy_whose_nonce_is_on_its_scripts() {
+    let app = AppServer::start(&real_backends(), 0).await;
+    let ui = UiServer::start(&app.url(), &[]).await;
+    let r = http().get(&ui.url).send().await.unwrap();
+    let headers = r.headers().clone();
+    assert_eq!(headers["x-content-type-options"], "nosniff");
+    assert_eq!(headers["referrer-policy"], "no-referrer");
+    let csp = headers["content-security-policy"].to_str().unwrap().to_owned();
+    assert!(csp.contains("frame-ancestors 'none'"), "{csp}");
+    let nonce = csp.split("'nonce-").nth(1).unwrap().split('\'').next().unwrap().to_owned();
+    assert!(nonce.len() >= 16, "{nonce}");
+    let html = r.text().await.unwrap();
+    assert!(html.contains(&format!(r#"nonce="{nonce}""#)), "the hydration script carries the nonce");
+    let again = http().get(&ui.url).send().await.unwrap();
+    assert!(
+        !again.headers()["content-security-policy"].to_str().unwrap().contains(&nonce),
+        "a fresh nonce per page"
+    );
+    let api = http().get(format!("{}/api/getvotes", ui.url)).send().await.unwrap();
+    assert_eq!(api.headers()["x-content-type-options"], "nosniff", "forwarded answers too");
+}
+
+#[tokio::test]
+async fn past_the_stream_cap_a_forwarded_event_stream_gets_503_and_the_slot_comes_back() {
+    let app = AppServer::start(&real_backends(), 0).await;
+    let ui = UiServer::start(&app.url(), &["--max-streams=1"]).await;
+    let first = http().get(format!("{}/api/v1/events", ui.url)).send().await.unwrap();
+    assert_eq!(first.status(), 200);
+    let second = http().get(format!("{}/api/v1/events", ui.url)).send().await.unwrap();
+    assert_eq!(second.status(), 503);
+    assert!(second.text().await.unwrap().contains("live streams"));
+    drop(first);
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let r = http().get(format!("{}/api/v1/events", ui.url)).send().await.unwrap();
+        if r.status() == 200 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the slot must come back");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_silent_connection_to_the_ui_is_closed_after_the_header_timeout() {
+    let app = AppServer::start(&real_backends(), 0).await;
+    let ui = UiServer::start(&app.url(), &["--header-timeout=0.5"]).await;
+    let started = std::time::Instant::now();
+    let answer = raw(&ui, b"GET / HTTP/1.1\r\nHost: x\r\n").await;
+    assert!(started.elapsed() < Duration::from_secs(3), "closed after {:?}", started.elapsed());
+    assert!(!answer.contains("200 OK"), "{answer}");
+}
