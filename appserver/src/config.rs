@@ -271,7 +271,12 @@ impl Config {
                     1_000_000,
                 )?,
                 max_streams: yelb_service::parse_count("YELB_MAX_STREAMS", &args.max_streams, 0, 1_000_000)?,
-                header_timeout: yelb_service::parse_secs("YELB_HEADER_TIMEOUT", &args.header_timeout, 0.1, 3600.0)?,
+                header_timeout: yelb_service::parse_secs(
+                    "YELB_HEADER_TIMEOUT",
+                    &args.header_timeout,
+                    0.1,
+                    3600.0,
+                )?,
             },
             events_heartbeat: match parse_secs("YELB_EVENTS_HEARTBEAT", &args.events_heartbeat)? {
                 d if d.is_zero() => {

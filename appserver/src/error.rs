@@ -49,9 +49,7 @@ impl AppError {
             AppError::UnknownRestaurant(_) | AppError::NotFound(_) => StatusCode::NOT_FOUND,
             AppError::BadRequest { status, .. } => *status,
             AppError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            AppError::Store(_) | AppError::TooManyStreams(_) => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            AppError::Store(_) | AppError::TooManyStreams(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -63,7 +61,9 @@ impl AppError {
             AppError::Store(StoreError::Db(yelb_db::DbError::Busy)) => {
                 "the vote database is busy; try again shortly".into()
             }
-            AppError::Store(StoreError::Db(_)) => "the vote database is unavailable; try again shortly".into(),
+            AppError::Store(StoreError::Db(_)) => {
+                "the vote database is unavailable; try again shortly".into()
+            }
             AppError::Store(StoreError::Cache(_)) => {
                 "the page-view counter (Redis) is unavailable; votes still work".into()
             }

@@ -7,9 +7,12 @@
 //! - [`run`]: the server as a function of a bound listener, a state and a
 //!   shutdown future.
 //! - [`routes`]: the HTTP surface; [`routes::app`] is the pure router.
-//! - [`state`], [`store`], [`live`], [`replicas`], [`metrics`], [`error`],
-//!   [`telemetry`]: shared state, the two stores, live events, the per-replica
-//!   request counts, Prometheus metrics, the error type, logging.
+//! - [`state`], [`store`], [`live`], [`replicas`], [`metrics`], [`error`]:
+//!   shared state, the two stores, live events, the per-replica request
+//!   counts, Prometheus metrics, the error type.
+//!
+//! The HTTP loop itself (timeouts, connection cap, draining) is
+//! `yelb_service::serve`, shared with the UI's server.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -187,7 +190,8 @@ pub async fn run(
             state.stop_token().cancel();
         }
     };
-    let result = yelb_service::serve(listener, routes::service(state), limits, graceful, timing.timeout).await;
+    let result =
+        yelb_service::serve(listener, routes::service(state), limits, graceful, timing.timeout).await;
     tracing::info!("stopped");
     result
 }

@@ -137,8 +137,7 @@ impl Cache {
     /// two hashes hold the replicas of the last while, not every pod name
     /// a cluster ever had. Returns how many were forgotten.
     pub async fn forget_replicas_before(&self, cutoff_ms: u64) -> Result<usize> {
-        let seen: std::collections::HashMap<String, u64> =
-            self.conn.clone().hgetall(&self.keys.seen).await?;
+        let seen: std::collections::HashMap<String, u64> = self.conn.clone().hgetall(&self.keys.seen).await?;
         let stale: Vec<&String> = seen.iter().filter(|(_, t)| **t < cutoff_ms).map(|(h, _)| h).collect();
         if stale.is_empty() {
             return Ok(0);

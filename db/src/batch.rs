@@ -102,7 +102,10 @@ pub struct VoteOrder {
 }
 
 impl VoteOrder {
-    fn enqueue<E>(&self, send: impl FnOnce() -> std::result::Result<(), mpsc::error::TrySendError<E>>) -> Result<()> {
+    fn enqueue<E>(
+        &self,
+        send: impl FnOnce() -> std::result::Result<(), mpsc::error::TrySendError<E>>,
+    ) -> Result<()> {
         let mut queued = self.queued.lock().unwrap_or_else(|e| e.into_inner());
         match send() {
             Ok(()) => {

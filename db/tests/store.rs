@@ -220,7 +220,10 @@ async fn a_frozen_postgres_fails_votes_after_the_statement_timeout_and_they_reco
     let elapsed = started.elapsed();
     pg.thaw();
     let result = outcome.expect("a vote must not hang on a frozen Postgres");
-    assert!(matches!(result, Err(DbError::Timeout(_) | DbError::Unavailable(_))), "{result:?} after {elapsed:?}");
+    assert!(
+        matches!(result, Err(DbError::Timeout(_) | DbError::Unavailable(_))),
+        "{result:?} after {elapsed:?}"
+    );
     assert!(elapsed < Duration::from_secs(4), "failed after {elapsed:?}");
 
     // The stalled connection was dropped, not reused: votes work again.

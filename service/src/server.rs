@@ -141,7 +141,11 @@ where
 {
     let max = effective_max_connections(&limits, raise_fd_limit());
     if max < limits.max_connections {
-        tracing::warn!(max, asked = limits.max_connections, "connection cap lowered to fit the open-file limit");
+        tracing::warn!(
+            max,
+            asked = limits.max_connections,
+            "connection cap lowered to fit the open-file limit"
+        );
     }
     let slots = Arc::new(Semaphore::new(max));
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();

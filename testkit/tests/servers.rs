@@ -58,7 +58,18 @@ fn a_frozen_postgres_does_not_answer_and_a_thawed_one_does() {
     assert_eq!(pg.psql("postgres", "SELECT 1"), "1");
     pg.freeze();
     let out = std::process::Command::new("timeout")
-        .args(["2", "psql", "-h", "127.0.0.1", "-p", &pg.port().to_string(), "-U", "postgres", "-c", "SELECT 1"])
+        .args([
+            "2",
+            "psql",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &pg.port().to_string(),
+            "-U",
+            "postgres",
+            "-c",
+            "SELECT 1",
+        ])
         .output()
         .unwrap();
     assert!(!out.status.success(), "a frozen server must not answer");

@@ -9,8 +9,6 @@ use yelb_core::{Restaurant, VoteCounts};
 
 /// The radius that makes the circumference 100.
 pub const RADIUS: f64 = 15.915_494_309_189_533;
-/// The chart's centre (the view box is 42 × 42).
-pub const CENTRE: f64 = 21.0;
 /// Dash offset that starts the first segment at 12 o'clock.
 const TOP: f64 = 25.0;
 

@@ -19,11 +19,11 @@ use std::time::Duration;
 use wasm_bindgen::JsCast;
 use wasm_bindgen::closure::Closure;
 use web_sys::{EventSource, MessageEvent};
-use yelb_core::{Restaurant, api};
 use yelb_core::wire::{
     ErrorBody, LegacyStats, LegacyVote, LiveState, ReplicasBody, StatsBody, VoteReceipt, VotesBody,
     counts_from_legacy,
 };
+use yelb_core::{Restaurant, api};
 
 use crate::model::{ApiLevel, Notice, SNAPSHOT_ID, Snapshot};
 use crate::state::{LiveStatus, Ui};

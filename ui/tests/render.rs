@@ -195,7 +195,7 @@ async fn while_the_app_server_is_away_the_page_still_renders_and_api_answers_502
 
     let form = http().post(format!("{}/vote/ihop", ui.url)).send().await.unwrap();
     assert_eq!(form.status(), 303);
-    assert_eq!(form.headers()["location"], "/?vote_failed=ihop");
+    assert_eq!(form.headers()["location"], "/?vote_failed=ihop&why=unreachable");
 
     // Then the app server arrives, on the address the UI was given.
     let app = AppServer::start(&real_backends(), port).await;

@@ -177,7 +177,11 @@ async fn graceful_shutdown_fails_readiness_first_then_ends_streams_and_returns()
 
 #[tokio::test]
 async fn readiness_says_why_postgres_is_not_ready_when_the_schema_cannot_be_created() {
-    let url = shared_pg().url(&unique_name("yelb_norole")).replacen("postgres://postgres", "postgres://nobody_here", 1);
+    let url = shared_pg().url(&unique_name("yelb_norole")).replacen(
+        "postgres://postgres",
+        "postgres://nobody_here",
+        1,
+    );
     let app = spawn_with(&[&format!("--database-url={url}")]).await;
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {

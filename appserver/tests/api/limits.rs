@@ -124,7 +124,10 @@ async fn invented_methods_are_labelled_other_in_metrics(b: Backend) {
         assert_eq!(r.status(), 405);
     }
     let text = app.get("/metrics").await.unwrap().text().await.unwrap();
-    assert!(!text.contains("XXXX") && !text.contains("BREW") && !text.contains("PROPFIND"), "raw method leaked");
+    assert!(
+        !text.contains("XXXX") && !text.contains("BREW") && !text.contains("PROPFIND"),
+        "raw method leaked"
+    );
     assert!(text.contains(r#"method="other",route="/api/getvotes",status="405"} 3"#), "{text}");
     assert!(text.len() < 20_000, "metrics stay small: {} bytes", text.len());
 }

@@ -10,8 +10,8 @@ use std::time::Duration;
 use axum::http::Uri;
 use clap::{Parser, Subcommand};
 pub use yelb_service::ConfigError;
-use yelb_service::parse_count;
 use yelb_service::LogFormat;
+use yelb_service::parse_count;
 
 /// Yelb web UI: renders the page, serves its WebAssembly, forwards /api to the app server.
 #[derive(Debug, Clone, Parser)]
@@ -142,7 +142,12 @@ impl Args {
         let limits = yelb_service::Limits {
             max_connections: parse_count("YELB_UI_MAX_CONNECTIONS", &self.max_connections, 1, 1_000_000)?,
             max_streams: parse_count("YELB_UI_MAX_STREAMS", &self.max_streams, 0, 1_000_000)?,
-            header_timeout: yelb_service::parse_secs("YELB_UI_HEADER_TIMEOUT", &self.header_timeout, 0.1, 3600.0)?,
+            header_timeout: yelb_service::parse_secs(
+                "YELB_UI_HEADER_TIMEOUT",
+                &self.header_timeout,
+                0.1,
+                3600.0,
+            )?,
         };
         let api_base = match self.ui_env.as_str() {
             "prod" | "production" | "" => String::new(),

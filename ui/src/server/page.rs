@@ -18,8 +18,8 @@ use leptos::nonce::Nonce;
 use leptos::prelude::provide_context;
 use qrcode::{Color, QrCode};
 use serde::Deserialize;
-use yelb_core::{Restaurant, api};
 use yelb_core::wire::{LegacyStats, LegacyVote, ReplicasBody, VoteReceipt, counts_from_legacy};
+use yelb_core::{Restaurant, api};
 
 use super::UiState;
 use super::error::UiError;

@@ -20,11 +20,11 @@ use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, Uri, header};
+use futures_util::StreamExt as _;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::connect::dns::Name;
 use hyper_util::rt::TokioExecutor;
-use futures_util::StreamExt as _;
 use serde::de::DeserializeOwned;
 use yelb_service::StreamSlots;
 
@@ -132,7 +132,10 @@ impl Upstream {
             // body, a body that stalled past the timeout): the browser's
             // fault, not the app server's, which stays marked as it was.
             Ok(Err(e)) if is_request_body_error(&e) => {
-                return Err(UiError::BadRequest(format!("the request body could not be read: {}", cause(&e))));
+                return Err(UiError::BadRequest(format!(
+                    "the request body could not be read: {}",
+                    cause(&e)
+                )));
             }
             Ok(Err(e)) => {
                 self.saw(Reachability::Unreachable);
@@ -156,7 +159,11 @@ impl Upstream {
     /// headers, body) and streams the answer back. An event stream holds one
     /// of `streams` while it is open; with none free it is answered 503 (the
     /// page then polls).
-    pub async fn forward(&self, request: Request<Body>, streams: &StreamSlots) -> Result<Response<Body>, UiError> {
+    pub async fn forward(
+        &self,
+        request: Request<Body>,
+        streams: &StreamSlots,
+    ) -> Result<Response<Body>, UiError> {
         if !FORWARDED_METHODS.contains(request.method()) {
             return Err(UiError::MethodNotAllowed(request.method().as_str().chars().take(20).collect()));
         }

@@ -48,7 +48,8 @@ pub fn content_security_policy(nonce: &str, api_base: &str) -> HeaderValue {
     );
     // The nonce is base64url and api_base a checked URL, so this cannot fail;
     // if it ever did, a policy that allows no script is the safe fallback.
-    HeaderValue::from_str(&policy).unwrap_or(HeaderValue::from_static("default-src 'self'; script-src 'none'"))
+    HeaderValue::from_str(&policy)
+        .unwrap_or(HeaderValue::from_static("default-src 'self'; script-src 'none'"))
 }
 
 #[cfg(test)]
