@@ -163,11 +163,8 @@ async fn the_openapi_document_describes_every_api_route(b: Backend) {
     // added without documentation (or documentation of a route that is
     // gone) fails here.
     let source = include_str!("../../src/routes/mod.rs");
-    let routed: std::collections::BTreeSet<&str> = source
-        .split(".route(\"")
-        .skip(1)
-        .filter_map(|rest| rest.split('"').next())
-        .collect();
+    let routed: std::collections::BTreeSet<&str> =
+        source.split(".route(\"").skip(1).filter_map(|rest| rest.split('"').next()).collect();
     assert!(routed.len() >= 15, "found the routes: {routed:?}");
     let undocumented: Vec<_> = routed.difference(&documented).collect();
     let unrouted: Vec<_> = documented.difference(&routed).collect();
