@@ -6,6 +6,7 @@
 //! - [`RedisServer`]: `redis-server` on 127.0.0.1 and a free port, no persistence.
 //! - [`Balancer`]: a round-robin TCP forwarder, as a cluster puts in front
 //!   of app-server replicas.
+//! - [`fuzz`]: a raw-socket HTTP fuzzer for the hardening tests.
 //! - [`shared_pg`] / [`shared_redis`]: one server of each per test process,
 //!   for the many tests that only need *a* database (each test then takes its
 //!   own database name or key prefix from [`unique_name`]).
@@ -16,6 +17,7 @@
 //! server behind. Nothing here talks to anything but 127.0.0.1.
 
 mod balancer;
+pub mod fuzz;
 
 pub use balancer::Balancer;
 

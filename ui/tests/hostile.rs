@@ -129,3 +129,40 @@ async fn a_silent_connection_to_the_ui_is_closed_after_the_header_timeout() {
     assert!(started.elapsed() < Duration::from_secs(3), "closed after {:?}", started.elapsed());
     assert!(!answer.contains("200 OK"), "{answer}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn raw_socket_fuzzing_of_the_ui_gets_no_500_no_hang_and_leaves_it_healthy() {
+    use yelb_testkit::fuzz;
+    let app = AppServer::start(&real_backends(), 0).await;
+    let port = yelb_testkit::free_port();
+    let mut ui = std::process::Command::new(env!("CARGO_BIN_EXE_yelb-ui"))
+        .env_clear()
+        .env("YELB_UI_LISTEN_ADDR", "127.0.0.1")
+        .env("YELB_UI_PORT", port.to_string())
+        .env("YELB_APPSERVER_ENDPOINT", app.url())
+        .env("YELB_UI_SITE_ROOT", support::site_root())
+        .env("YELB_UI_HEADER_TIMEOUT", "1")
+        .env("RUST_LOG", "error")
+        .stdin(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let url = format!("http://127.0.0.1:{port}");
+    support::wait_for_status(&format!("{url}/readyz"), 200).await;
+    let before = fuzz::rss_kib(ui.id()).unwrap();
+    let paths = ["/", "/api/getvotes", "/api/v1/votes", "/vote/ihop", "/pkg/yelb-ui.js", "/yelb.css", "/readyz"];
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let report =
+        tokio::task::spawn_blocking(move || fuzz::run(addr, &paths, 5_000, 20261203, Duration::from_secs(3)))
+            .await
+            .unwrap();
+    let after = fuzz::rss_kib(ui.id()).unwrap();
+    println!("UI raw fuzz: {}; RSS {before} -> {after} KiB", report.summary());
+    let ready: Value = http().get(format!("{url}/readyz")).send().await.unwrap().json().await.unwrap();
+    let _ = ui.kill();
+    let _ = ui.wait();
+    // The app server is up throughout: a 502 would blame it wrongly.
+    let failures = report.failures(&[503]);
+    assert!(failures.is_empty(), "{failures:?}");
+    assert_eq!(ready["appserver"], "reachable", "fuzzing the UI never marks the app server unreachable");
+    assert!(after < before + 32 * 1024, "RSS grew from {before} to {after} KiB");
+}

@@ -142,3 +142,76 @@ fn the_healthcheck_subcommand_exits_0_for_a_live_server_and_1_otherwise() {
     let down = probe("/healthz", port);
     assert_eq!(down.status.code(), Some(1), "nothing listens any more");
 }
+
+/// Polls `GET path` on `port` until it answers `status` (bounded).
+fn wait_http(port: u16, path: &str, status: &str) {
+    use std::io::{Read, Write};
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        if let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) {
+            let _ = write!(s, "GET {path} HTTP/1.0\r\n\r\n");
+            let mut out = String::new();
+            let _ = s.read_to_string(&mut out);
+            if out.split_whitespace().nth(1) == Some(status) {
+                return;
+            }
+        }
+        assert!(Instant::now() < deadline, "{path} never answered {status}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn get_body(port: u16, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(s, "GET {path} HTTP/1.0\r\n\r\n").unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out
+}
+
+#[test]
+fn raw_socket_fuzzing_gets_no_500_no_hang_and_leaves_the_server_healthy_and_small() {
+    use yelb_testkit::fuzz;
+    let db = shared_pg_url();
+    let (redis, prefix) = (yelb_testkit::shared_redis().url(), format!("{}:", yelb_testkit::unique_name("fz")));
+    let (mut child, port) = start_binary(&[
+        ("RUST_LOG", "error"),
+        ("YELB_DATABASE_URL", &db),
+        ("YELB_REDIS_URL", &redis),
+        ("YELB_REDIS_KEY_PREFIX", &prefix),
+        ("YELB_HEADER_TIMEOUT", "1"),
+    ]);
+    wait_http(port, "/readyz", "200");
+    let before = fuzz::rss_kib(child.id()).unwrap();
+    let paths = [
+        "/api/getvotes",
+        "/api/getstats",
+        "/api/ihop",
+        "/api/v1/votes",
+        "/api/v1/votes/chipotle",
+        "/api/v1/events",
+        "/api/v1/replicas",
+        "/metrics",
+        "/readyz",
+        "/",
+    ];
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let report = fuzz::run(addr, &paths, 10_000, 20261203, Duration::from_secs(3));
+    let after = fuzz::rss_kib(child.id()).unwrap();
+    let metrics = get_body(port, "/metrics");
+    println!("app server raw fuzz: {}; RSS {before} -> {after} KiB; /metrics {} bytes", report.summary(), metrics.len());
+    let failures = report.failures(&[503]);
+    wait_http(port, "/healthz", "200");
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(failures.is_empty(), "{failures:?}");
+    // Bounded by methods x routes x statuses; one raw 380k-character method
+    // used to add 7.6 MB by itself.
+    assert!(metrics.len() < 512 * 1024, "/metrics grew to {} bytes", metrics.len());
+    assert!(after < before + 32 * 1024, "RSS grew from {before} to {after} KiB");
+}
+
+fn shared_pg_url() -> String {
+    yelb_testkit::shared_pg().url(&yelb_testkit::unique_name("yelb_fuzz"))
+}
