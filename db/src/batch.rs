@@ -97,7 +97,9 @@ impl VoteBatcher {
 /// numbered before its arrival is settled (committed or failed).
 #[derive(Debug, Default)]
 pub struct VoteOrder {
-    queued: std::sync::Mutex<u64>,
+    /// Held while a vote is numbered and queued, so numbers enter the queue in order.
+    queueing: std::sync::Mutex<()>,
+    queued: std::sync::atomic::AtomicU64,
     settled: tokio::sync::watch::Sender<u64>,
 }
 
@@ -106,10 +108,10 @@ impl VoteOrder {
         &self,
         send: impl FnOnce() -> std::result::Result<(), mpsc::error::TrySendError<E>>,
     ) -> Result<()> {
-        let mut queued = self.queued.lock().unwrap_or_else(|e| e.into_inner());
+        let _queueing = self.queueing.lock().unwrap_or_else(|e| e.into_inner());
         match send() {
             Ok(()) => {
-                *queued += 1;
+                self.queued.fetch_add(1, std::sync::atomic::Ordering::Release);
                 Ok(())
             }
             Err(mpsc::error::TrySendError::Full(_)) => Err(DbError::Busy),
@@ -119,7 +121,7 @@ impl VoteOrder {
 
     /// Votes queued so far.
     pub fn queued(&self) -> u64 {
-        *self.queued.lock().unwrap_or_else(|e| e.into_inner())
+        self.queued.load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// Marks `n` more votes settled. With one commit in flight (the
@@ -132,6 +134,10 @@ impl VoteOrder {
 
     /// Waits (at most `within`) until every vote queued before `mark` is settled.
     pub async fn wait_settled(&self, mark: u64, within: Duration) {
+        // The common case, no vote in flight, costs one atomic load.
+        if *self.settled.borrow() >= mark {
+            return;
+        }
         let mut rx = self.settled.subscribe();
         let _ = tokio::time::timeout(within, rx.wait_for(|s| *s >= mark)).await;
     }

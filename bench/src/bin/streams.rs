@@ -2,12 +2,13 @@
 //! app server, and whether the memory comes back once they close.
 //!
 //! Starts the release binaries (app server in embedded mode, the UI in front
-//! of it) on 127.0.0.1, opens `BENCH_STREAMS` (default 9,000: the UI holds two sockets per stream, and
-//! this machine's hard open-file limit is 20,000) streams
-//! through the UI with raw sockets, reads both servers' resident memory idle,
-//! with every stream open, and once they have all closed (a closed stream is
-//! noticed at its next heartbeat), then shows what
-//! one stream past the UI's cap gets. Run through `scripts/bench.sh`.
+//! of it) on 127.0.0.1 and opens `BENCH_STREAMS` streams through the UI with
+//! raw sockets (default 9,000: the UI holds two sockets per stream, and this
+//! machine's hard open-file limit is 20,000). Reads both servers' resident
+//! memory idle, with every stream open, once all have closed (a closed stream
+//! is noticed at its next heartbeat), and after some ordinary traffic; then
+//! shows what one stream past the UI's cap gets. `MIMALLOC_*` variables are
+//! passed to both servers. Run through `scripts/bench.sh`.
 
 #![allow(clippy::print_stdout)] // a benchmark's job is to print figures
 
