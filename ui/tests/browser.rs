@@ -288,3 +288,26 @@ async fn the_vote_buttons_work_from_the_keyboard() {
     browser.wait_text(IHOP_COUNT, "the keyboard's vote", |t| t == "1").await;
     browser.close().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_live_page_also_shows_votes_that_published_no_event_as_through_an_original_app_server() {
+    use yelb_testkit::{shared_pg, shared_redis, unique_name};
+    let _one = exclusive().await;
+    let db = unique_name("yelb_mixed");
+    let flags = vec![
+        format!("--database-url={}", shared_pg().url(&db)),
+        format!("--redis-url={}", shared_redis().url()),
+        format!("--redis-key-prefix={}:", unique_name("ui")),
+    ];
+    let app = AppServer::start(&flags, 0).await;
+    let ui = UiServer::start(&app.url(), &[]).await;
+    let browser = Browser::launch(DESKTOP, true).await;
+    browser.open_hydrated(&ui.url).await;
+    browser.wait_text("[data-test='live']", "the live badge", |t| t == "live").await;
+    // An original app server in the same cluster writes to Postgres and
+    // publishes nothing on Redis.
+    shared_pg().psql(&db, "UPDATE restaurants SET count = count + 5 WHERE name = 'ihop'");
+    browser.wait_text(IHOP_COUNT, "the votes no event announced", |t| number(t) == 5).await;
+    assert_eq!(browser.text("[data-test='live']").await, "live", "and it is still live");
+    browser.close().await;
+}
