@@ -217,7 +217,13 @@ async fn votes_stay_exact_through_a_replica_kill_a_postgres_crash_and_a_redis_re
         db.iter().sum::<u64>(),
     );
     for (i, r) in Restaurant::ALL.iter().enumerate() {
-        assert!(db[i] >= acked[i], "{}: an acknowledged vote was lost: db {} < acked {}", r.slug(), db[i], acked[i]);
+        assert!(
+            db[i] >= acked[i],
+            "{}: an acknowledged vote was lost: db {} < acked {}",
+            r.slug(),
+            db[i],
+            acked[i]
+        );
         assert!(
             db[i] <= acked[i] + doubtful[i],
             "{}: votes nobody cast: db {} > acked {} + in doubt {}",
@@ -231,7 +237,8 @@ async fn votes_stay_exact_through_a_replica_kill_a_postgres_crash_and_a_redis_re
 
     // Every replica reads what the database holds.
     for r in &replicas {
-        let body: serde_json::Value = client.get(r.url("/api/v1/votes")).send().await.unwrap().json().await.unwrap();
+        let body: serde_json::Value =
+            client.get(r.url("/api/v1/votes")).send().await.unwrap().json().await.unwrap();
         for (i, rest) in Restaurant::ALL.iter().enumerate() {
             assert_eq!(body["votes"][rest.slug()], db[i], "{} on {}", rest.slug(), r.host);
         }

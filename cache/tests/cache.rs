@@ -109,3 +109,17 @@ async fn served_counts_add_up_per_replica_with_their_last_seen_time() {
 async fn a_bad_url_is_a_configuration_error() {
     assert!(Cache::new("http://nope", &CacheOptions::default()).is_err());
 }
+
+#[tokio::test]
+async fn replicas_silent_past_the_cutoff_are_deleted_from_both_hashes() {
+    let prefix = unique_name("prune") + ":";
+    let c = cache(&shared_redis().url(), &prefix);
+    c.report_served("old-pod", 7, 1_000).await.unwrap();
+    c.report_served("new-pod", 3, 9_000).await.unwrap();
+    assert_eq!(c.forget_replicas_before(5_000).await.unwrap(), 1);
+    let left: Vec<String> = c.served().await.unwrap().into_iter().map(|(h, _, _)| h).collect();
+    assert_eq!(left, ["new-pod"]);
+    let hkeys = shared_redis().command(&format!("HKEYS {prefix}yelb:served")).unwrap();
+    assert!(!hkeys.contains("old-pod"), "{hkeys}");
+    assert_eq!(c.forget_replicas_before(5_000).await.unwrap(), 0, "nothing more to forget");
+}

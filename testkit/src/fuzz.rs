@@ -64,7 +64,12 @@ impl Report {
             })
             .collect();
         let rate = self.cases as f64 / self.elapsed.as_secs_f64().max(0.001);
-        format!("{} cases in {:.1} s ({rate:.0}/s): {}", self.cases, self.elapsed.as_secs_f64(), parts.join(", "))
+        format!(
+            "{} cases in {:.1} s ({rate:.0}/s): {}",
+            self.cases,
+            self.elapsed.as_secs_f64(),
+            parts.join(", ")
+        )
     }
 }
 
@@ -104,11 +109,8 @@ fn case(rng: &mut Rng, paths: &[&str]) -> Vec<u8> {
         2 => format!("//{}?{}", rng.pick(paths).trim_start_matches('/'), "q=".repeat(rng.below(500))),
         _ => rng.pick(paths).to_owned(),
     };
-    let method = if rng.below(8) == 0 {
-        "X".repeat(1 + rng.below(20_000))
-    } else {
-        rng.pick(&METHODS).to_owned()
-    };
+    let method =
+        if rng.below(8) == 0 { "X".repeat(1 + rng.below(20_000)) } else { rng.pick(&METHODS).to_owned() };
     let version = rng.pick(&["HTTP/1.1", "HTTP/1.1", "HTTP/1.0", "HTTP/2.0", "HTTP/9.9", ""]);
     let mut out = Vec::new();
     match kind {
@@ -122,12 +124,17 @@ fn case(rng: &mut Rng, paths: &[&str]) -> Vec<u8> {
         // A broken chunked body.
         2 => {
             out.extend(format!("POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n").bytes());
-            out.extend(rng.pick(&["zz\r\n{}\r\n0\r\n\r\n", "5\r\n{\"re\r\n", "ffffffffffffffff\r\n", "3\r\nabc"]).bytes());
+            out.extend(
+                rng.pick(&["zz\r\n{}\r\n0\r\n\r\n", "5\r\n{\"re\r\n", "ffffffffffffffff\r\n", "3\r\nabc"])
+                    .bytes(),
+            );
         }
         // Conflicting or lying lengths.
         3 => {
             let len = rng.pick(&["10\r\nContent-Length: 3", "-1", "99999999999999999999", "5", "abc"]);
-            out.extend(format!("POST {path} HTTP/1.1\r\nHost: x\r\nContent-Length: {len}\r\n\r\n{{}}").bytes());
+            out.extend(
+                format!("POST {path} HTTP/1.1\r\nHost: x\r\nContent-Length: {len}\r\n\r\n{{}}").bytes(),
+            );
         }
         // A huge header, or very many.
         4 => {
@@ -148,7 +155,14 @@ fn case(rng: &mut Rng, paths: &[&str]) -> Vec<u8> {
         }
         // Junk JSON bodies on the vote routes.
         6 => {
-            let body = rng.pick(&["{", "[]", "{\"restaurant\":1}", "{\"restaurant\":\"\\u0000\"}", "null", "\u{feff}{}"]);
+            let body = rng.pick(&[
+                "{",
+                "[]",
+                "{\"restaurant\":1}",
+                "{\"restaurant\":\"\\u0000\"}",
+                "null",
+                "\u{feff}{}",
+            ]);
             out.extend(
                 format!(
                     "POST /api/v1/votes HTTP/1.1\r\nHost: x\r\nContent-Type: {}\r\nContent-Length: {}\r\n\r\n{body}",

@@ -149,7 +149,8 @@ async fn raw_socket_fuzzing_of_the_ui_gets_no_500_no_hang_and_leaves_it_healthy(
     let url = format!("http://127.0.0.1:{port}");
     support::wait_for_status(&format!("{url}/readyz"), 200).await;
     let before = fuzz::rss_kib(ui.id()).unwrap();
-    let paths = ["/", "/api/getvotes", "/api/v1/votes", "/vote/ihop", "/pkg/yelb-ui.js", "/yelb.css", "/readyz"];
+    let paths =
+        ["/", "/api/getvotes", "/api/v1/votes", "/vote/ihop", "/pkg/yelb-ui.js", "/yelb.css", "/readyz"];
     let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
     let report =
         tokio::task::spawn_blocking(move || fuzz::run(addr, &paths, 5_000, 20261203, Duration::from_secs(3)))

@@ -174,7 +174,8 @@ fn get_body(port: u16, path: &str) -> String {
 fn raw_socket_fuzzing_gets_no_500_no_hang_and_leaves_the_server_healthy_and_small() {
     use yelb_testkit::fuzz;
     let db = shared_pg_url();
-    let (redis, prefix) = (yelb_testkit::shared_redis().url(), format!("{}:", yelb_testkit::unique_name("fz")));
+    let (redis, prefix) =
+        (yelb_testkit::shared_redis().url(), format!("{}:", yelb_testkit::unique_name("fz")));
     let (mut child, port) = start_binary(&[
         ("RUST_LOG", "error"),
         ("YELB_DATABASE_URL", &db),
@@ -200,7 +201,11 @@ fn raw_socket_fuzzing_gets_no_500_no_hang_and_leaves_the_server_healthy_and_smal
     let report = fuzz::run(addr, &paths, 10_000, 20261203, Duration::from_secs(3));
     let after = fuzz::rss_kib(child.id()).unwrap();
     let metrics = get_body(port, "/metrics");
-    println!("app server raw fuzz: {}; RSS {before} -> {after} KiB; /metrics {} bytes", report.summary(), metrics.len());
+    println!(
+        "app server raw fuzz: {}; RSS {before} -> {after} KiB; /metrics {} bytes",
+        report.summary(),
+        metrics.len()
+    );
     let failures = report.failures(&[503]);
     wait_http(port, "/healthz", "200");
     let _ = child.kill();

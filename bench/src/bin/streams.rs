@@ -158,11 +158,7 @@ fn main() -> Result<()> {
         peak.1.saturating_sub(idle.1) as f64 / n as f64,
         mib(after.1)
     );
-    println!(
-        "after 2,000 more requests: UI {:.1} MiB, app server {:.1} MiB",
-        mib(later.0),
-        mib(later.1)
-    );
+    println!("after 2,000 more requests: UI {:.1} MiB, app server {:.1} MiB", mib(later.0), mib(later.1));
     println!("app server after closing: {open_after}");
     println!("stream {} (past YELB_UI_MAX_STREAMS): {past_cap}", n + 1);
     Ok(())
