@@ -127,7 +127,7 @@ echo "trivy config (HIGH, CRITICAL): none (one accepted in .trivyignore, with it
 echo "the targets describe the same app (deploy/test/agree.py):"
 "$helm" template yelb deploy/helm/yelb > "$work/helm.yaml"
 "$venv/bin/python" deploy/test/agree.py docker-compose.yml deploy/swarm/stack.yml \
-  "$work/loadbalancer.yaml" "$work/helm.yaml" || fail "the deployment files disagree"
+  "$work/loadbalancer.yaml" "$work/helm.yaml" deploy/ecs/yelb.yaml || fail "the deployment files disagree"
 
 step "binaries for the build stage (static, musl)"
 rustup target list --installed | grep -qx x86_64-unknown-linux-musl || rustup target add x86_64-unknown-linux-musl

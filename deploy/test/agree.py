@@ -1,11 +1,15 @@
 """Checks that every deployment describes the same app: the same four
 services under the original names, the same images, container ports,
-environment variables (by name) and health-check paths.
+environment variables (names, and values where both give a literal one) and
+health-check paths; and that whatever restarts a container checks liveness
+(/healthz), never readiness (/readyz): a container restarted for failing
+readiness would take every app server down with the database.
 
-Usage: agree.py COMPOSE SWARM KUSTOMIZE_RENDERED HELM_RENDERED
+Usage: agree.py COMPOSE SWARM KUSTOMIZE_RENDERED HELM_RENDERED ECS_TEMPLATE
 Prints one line per target and exits 1 on the first disagreement.
 """
 
+import re
 import sys
 
 import yaml
@@ -30,11 +34,15 @@ def from_compose(path):
         ports = [p["target"] if isinstance(p, dict) else int(str(p).split(":")[-1]) for p in svc.get("ports", [])]
         test = svc.get("healthcheck", {}).get("test", [])
         paths = {test[i + 1] for i, t in enumerate(test) if t == "--path"}
+        env = {k: str(v) for k, v in (svc.get("environment") or {}).items()}
         out[name] = {
             "image": image_name(svc["image"]),
             "ports": set(ports),
-            "env": set((svc.get("environment") or {}).keys()),
+            "env": set(env),
+            "values": {k: v for k, v in env.items() if "${" not in v},
             "paths": paths,
+            # A failing container health check gets the container replaced.
+            "liveness": paths,
         }
     return out
 
@@ -50,22 +58,64 @@ def from_kubernetes(path):
             get = container.get(probe, {}).get("httpGet")
             if get:
                 paths.add(get["path"])
+        live = container.get("livenessProbe", {}).get("httpGet")
         out[doc["metadata"]["name"]] = {
             "image": image_name(container["image"]),
             "ports": {p["containerPort"] for p in container.get("ports", [])},
             "env": {e["name"] for e in container.get("env", [])},
+            "values": {e["name"]: str(e["value"]) for e in container.get("env", []) if "value" in e},
             "paths": paths,
+            "liveness": {live["path"]} if live else set(),
         }
     return out
 
 
+class CloudFormationLoader(yaml.SafeLoader):
+    """Reads CloudFormation's short tags (!Ref, !Sub, ...) as plain values."""
+
+
+def _any_tag(loader, _suffix, node):
+    if isinstance(node, yaml.ScalarNode):
+        return loader.construct_scalar(node)
+    if isinstance(node, yaml.SequenceNode):
+        return loader.construct_sequence(node)
+    return loader.construct_mapping(node)
+
+
+CloudFormationLoader.add_multi_constructor("!", _any_tag)
+
+
+def from_ecs(path):
+    doc = yaml.load(open(path), Loader=CloudFormationLoader)
+    out = {}
+    for resource in doc["Resources"].values():
+        if resource["Type"] != "AWS::ECS::TaskDefinition":
+            continue
+        for c in resource["Properties"]["ContainerDefinitions"]:
+            image = c["Image"]
+            image = image[0] if isinstance(image, list) else image
+            test = c.get("HealthCheck", {}).get("Command", [])
+            paths = {test[i + 1] for i, t in enumerate(test) if t == "--path"}
+            env = {e["Name"]: str(e["Value"]) for e in c.get("Environment", [])}
+            out[c["Name"]] = {
+                "image": image_name(re.sub(r"\$\{[^}]*\}", "", image)),
+                "ports": {p["ContainerPort"] for p in c.get("PortMappings", [])},
+                "env": set(env) | {e["Name"] for e in c.get("Secrets", [])},
+                "values": env,
+                "paths": paths,
+                "liveness": paths,
+            }
+    return out
+
+
 def main():
-    compose, swarm, kustomize, helm = sys.argv[1:5]
+    compose, swarm, kustomize, helm, ecs = sys.argv[1:6]
     targets = {
         "compose": from_compose(compose),
         "swarm": from_compose(swarm),
         "kustomize": from_kubernetes(kustomize),
         "helm": from_kubernetes(helm),
+        "ecs": from_ecs(ecs),
     }
     failures = []
     for target, services in targets.items():
@@ -83,7 +133,7 @@ def main():
     # Kubernetes targets add only what has no meaning outside a cluster).
     for name in ("yelb-ui", "yelb-appserver"):
         base = targets["kustomize"][name]
-        for target in ("helm", "compose", "swarm"):
+        for target in ("helm", "compose", "swarm", "ecs"):
             got = targets[target][name]
             extra = got["env"] - base["env"] - {"YELB_UI_TITLE", "YELB_UI_UPSTREAM_KEEPALIVE"}
             missing = base["env"] - got["env"] - {"YELB_SHUTDOWN_TIMEOUT", "YELB_SHUTDOWN_DELAY"}
@@ -91,6 +141,15 @@ def main():
                 failures.append(f"{target}/{name}: env differs from kustomize (extra {extra}, missing {missing})")
             if got["paths"] and not got["paths"] <= base["paths"]:
                 failures.append(f"{target}/{name}: health paths {got['paths']} not in {base['paths']}")
+            for var in set(got["values"]) & set(base["values"]):
+                if got["values"][var] != base["values"][var]:
+                    failures.append(
+                        f"{target}/{name}: {var}={got['values'][var]!r}, kustomize says {base['values'][var]!r}"
+                    )
+        for target in targets:
+            live = targets[target][name]["liveness"]
+            if live != {"/healthz"}:
+                failures.append(f"{target}/{name}: what restarts the container checks {sorted(live)}, not /healthz")
     for target, services in targets.items():
         print(f"  {target}: {len(services)} services agree" if not any(f.startswith(target) for f in failures) else f"  {target}: DISAGREES")
     for failure in failures:
