@@ -2,7 +2,16 @@
 #   nomad job run deploy/nomad/yelb.nomad.hcl
 # then open http://<client running yelb-ui>:8080/. The images must be on the
 # clients (or in a registry: set `registry`). The database needs a host volume
-# named yelb-db-data in the client configuration.
+# named yelb-db-data in the client configuration (any owner: Postgres
+# initialises a subdirectory of it).
+#
+# Services find each other through Nomad's own catalogue (no Consul). The
+# templates below re-render, and restart their task, whenever the catalogue
+# changes; until the database and Redis are registered the app server has no
+# address for them and, with RACK_ENV=custom, refuses to start (exit 2)
+# instead of running on an in-memory store, so three replicas never count
+# three different tallies. The UI gets every app server, comma-separated, and
+# takes them in turn, so the spread panel shows them all.
 
 variable "registry" {
   type    = string
@@ -66,6 +75,9 @@ job "yelb" {
 
       env {
         POSTGRES_PASSWORD = var.db_password
+        # A subdirectory: initdb refuses a mount point it does not own (a
+        # host volume is usually root's), and a lost+found in it.
+        PGDATA = "/var/lib/postgresql/data/pgdata"
       }
 
       volume_mount {
@@ -119,6 +131,11 @@ job "yelb" {
   group "yelb-appserver" {
     count = 3
 
+    # Replicas on different clients where there are several.
+    spread {
+      attribute = "${node.unique.id}"
+    }
+
     network {
       port "http" {
         to = 4567
@@ -159,6 +176,10 @@ job "yelb" {
       }
 
       env {
+        # With the template empty (nothing registered yet) this makes the
+        # start fail, naming YELB_DB_SERVER_ENDPOINT, rather than fall back
+        # to memory. The template's YELB_DB_HOST/YELB_REDIS_URL win over it.
+        RACK_ENV            = "custom"
         YELB_DB_PASSWORD    = var.db_password
         YELB_SHUTDOWN_DELAY = "5"
       }
@@ -202,14 +223,12 @@ job "yelb" {
         readonly_rootfs = true
       }
 
-      # One app server from the catalogue. For the spread panel, point
-      # YELB_APPSERVER_ENDPOINT at a name that resolves to every replica
-      # (Consul DNS: http://yelb-appserver.service.consul:4567).
+      # Every app server in the catalogue, taken in turn by the UI.
       template {
         destination = "local/appserver.env"
         env         = true
         data        = <<-EOT
-          {{ with nomadService "yelb-appserver" }}{{ with index . 0 }}YELB_APPSERVER_ENDPOINT=http://{{ .Address }}:{{ .Port }}{{ end }}{{ end }}
+          YELB_APPSERVER_ENDPOINT={{ range $i, $s := nomadService "yelb-appserver" }}{{ if $i }},{{ end }}http://{{ $s.Address }}:{{ $s.Port }}{{ end }}
         EOT
       }
 

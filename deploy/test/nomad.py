@@ -49,4 +49,20 @@ for name, (image, port, path) in WANT.items():
     check = service["check"][0]
     if path:
         assert unquote(check["type"]) == "http" and unquote(check["path"]) == path, (name, check)
+
+# The failures this job once had on a real cluster.
+app = blocks(groups["yelb-appserver"]["task"])["yelb-appserver"]
+app_env = app["env"][0]
+assert unquote(app_env.get("RACK_ENV")) == "custom", (
+    "without backends registered, the app server must refuse to start, not run in memory"
+)
+assert groups["yelb-appserver"].get("spread"), "app-server replicas spread over clients"
+db_env = blocks(groups["yelb-db"]["task"])["yelb-db"]["env"][0]
+assert unquote(db_env.get("PGDATA", "")).startswith("/var/lib/postgresql/data/"), (
+    "PGDATA in a subdirectory of the host volume (initdb refuses a root-owned mount point)"
+)
+ui_template = unquote(blocks(groups["yelb-ui"]["task"])["yelb-ui"]["template"][0]["data"])
+assert "range" in ui_template and "nomadService \"yelb-appserver\"" in ui_template, (
+    "the UI gets every app server, not one"
+)
 print(f"  nomad: job yelb parses; {len(groups)} groups agree with the other targets")

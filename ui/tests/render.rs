@@ -158,6 +158,19 @@ async fn by_default_each_request_gets_its_own_connection_so_replicas_share_the_l
 }
 
 #[tokio::test]
+async fn several_endpoints_are_taken_in_turn_without_any_balancer() {
+    // Nomad's own service discovery has no DNS: its template lists every
+    // app server, comma-separated.
+    let backends = real_backends();
+    let first = AppServer::start(&backends, 0).await;
+    let second = AppServer::start(&backends, 0).await;
+    let ui = UiServer::start(&format!("{},{}", first.url(), second.url()), &[]).await;
+    let hosts = hostnames(&ui, 20).await;
+    let first_count = hosts.iter().filter(|h| **h == first.hostname).count();
+    assert_eq!(first_count, 10, "in turn: {hosts:?}");
+}
+
+#[tokio::test]
 async fn with_keepalive_on_requests_share_a_connection_and_stick_to_one_replica() {
     let backends = real_backends();
     let first = AppServer::start(&backends, 0).await;

@@ -25,7 +25,9 @@ pub struct Args {
     #[arg(long, env = "YELB_UI_PORT", default_value = "8080")]
     pub port: String,
 
-    /// The app server's full URL. Resolved per connection, never at start.
+    /// The app server's full URL, resolved per connection, never at start; or
+    /// several, comma-separated, taken in turn (for catalogues without DNS,
+    /// such as Nomad's own service discovery).
     #[arg(long, env = "YELB_APPSERVER_ENDPOINT", default_value = "http://yelb-appserver:4567")]
     pub appserver_endpoint: String,
 
@@ -94,7 +96,7 @@ pub struct Config {
     /// Where to listen.
     pub listen: SocketAddr,
     /// The app server's base URL (scheme and authority).
-    pub appserver: Uri,
+    pub appserver: Vec<Uri>,
     /// Reuse upstream connections.
     pub keepalive: bool,
     /// How long the app server may take to start answering.
@@ -129,7 +131,20 @@ impl Args {
     /// Checks every value and resolves them into a [`Config`].
     pub fn into_config(self) -> Result<Config, ConfigError> {
         let listen = self.listen()?;
-        let appserver = parse_endpoint(&self.appserver_endpoint)?;
+        let appserver = self
+            .appserver_endpoint
+            .split(',')
+            .map(str::trim)
+            .filter(|e| !e.is_empty())
+            .map(parse_endpoint)
+            .collect::<Result<Vec<_>, _>>()?;
+        if appserver.is_empty() {
+            return Err(ConfigError::new(
+                "YELB_APPSERVER_ENDPOINT",
+                &self.appserver_endpoint,
+                "expected a URL such as http://yelb-appserver:4567",
+            ));
+        }
         let keepalive = match self.upstream_keepalive.as_str() {
             "true" | "1" | "yes" => true,
             "false" | "0" | "no" => false,
@@ -225,7 +240,7 @@ mod tests {
     fn defaults_match_the_original_names_and_an_unprivileged_port() {
         let config = args(&[]).into_config().unwrap();
         assert_eq!(config.listen.port(), 8080);
-        assert_eq!(config.appserver.to_string(), "http://yelb-appserver:4567/");
+        assert_eq!(config.appserver[0].to_string(), "http://yelb-appserver:4567/");
         assert!(!config.keepalive, "one connection per request by default, so replicas share the load");
         assert_eq!(config.api_base, "");
         assert_eq!(config.public_url, None);
@@ -238,6 +253,8 @@ mod tests {
             ("--listen-addr", "anywhere", "YELB_UI_LISTEN_ADDR"),
             ("--appserver-endpoint", "yelb-appserver:4567", "YELB_APPSERVER_ENDPOINT"),
             ("--appserver-endpoint", "https://yelb-appserver", "YELB_APPSERVER_ENDPOINT"),
+            ("--appserver-endpoint", ",", "YELB_APPSERVER_ENDPOINT"),
+            ("--appserver-endpoint", "http://a:1,b:2", "YELB_APPSERVER_ENDPOINT"),
             ("--upstream-keepalive", "maybe", "YELB_UI_UPSTREAM_KEEPALIVE"),
             ("--upstream-timeout", "0", "YELB_UI_UPSTREAM_TIMEOUT"),
             ("--public-url", "yelb.example", "YELB_UI_PUBLIC_URL"),
@@ -247,6 +264,15 @@ mod tests {
             let err = args(&[flag, value]).into_config().unwrap_err();
             assert_eq!(err.var, var, "{flag} {value}");
         }
+    }
+
+    #[test]
+    fn several_endpoints_are_taken_in_the_order_given() {
+        let config = args(&["--appserver-endpoint", "http://10.0.0.1:23456, http://10.0.0.2:23457"])
+            .into_config()
+            .unwrap();
+        let all: Vec<String> = config.appserver.iter().map(ToString::to_string).collect();
+        assert_eq!(all, ["http://10.0.0.1:23456/", "http://10.0.0.2:23457/"]);
     }
 
     #[test]

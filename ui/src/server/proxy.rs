@@ -51,7 +51,9 @@ const MAX_BODY: usize = 64 * 1024;
 /// A handle on the app server. Cloning is cheap (the client is shared).
 #[derive(Debug, Clone)]
 pub struct Upstream {
-    base: Uri,
+    /// One endpoint, or several taken in turn, one per request.
+    bases: Arc<[Uri]>,
+    turn: Arc<AtomicUsize>,
     client: Client<HttpConnector<RotatingResolver>, Body>,
     keepalive: bool,
     timeout: Duration,
@@ -91,8 +93,9 @@ pub struct Answer<T> {
 }
 
 impl Upstream {
-    /// A handle on the app server at `base` (scheme and authority).
-    pub fn new(base: Uri, keepalive: bool, timeout: Duration) -> Self {
+    /// A handle on the app server at `bases` (scheme and authority each;
+    /// at least one), taken in turn.
+    pub fn new(bases: Vec<Uri>, keepalive: bool, timeout: Duration) -> Self {
         let mut connector = HttpConnector::new_with_resolver(RotatingResolver::default());
         connector.set_connect_timeout(Some(Duration::from_secs(2)));
         connector.set_nodelay(true);
@@ -100,16 +103,26 @@ impl Upstream {
             .pool_max_idle_per_host(if keepalive { 64 } else { 0 })
             .pool_idle_timeout(Duration::from_secs(30))
             .build(connector);
-        Upstream { base, client, keepalive, timeout, last_seen: Arc::new(AtomicU8::new(0)) }
+        assert!(!bases.is_empty(), "the configuration guarantees one endpoint");
+        Upstream {
+            bases: bases.into(),
+            turn: Arc::new(AtomicUsize::new(0)),
+            client,
+            keepalive,
+            timeout,
+            last_seen: Arc::new(AtomicU8::new(0)),
+        }
     }
 
-    /// The app server's base URL, for messages.
-    pub fn base(&self) -> &Uri {
-        &self.base
+    /// The app server's base URLs, for messages.
+    pub fn base(&self) -> String {
+        self.bases.iter().map(|b| b.to_string().trim_end_matches('/').to_owned()).collect::<Vec<_>>().join(",")
     }
 
+    /// `path_and_query` on the next endpoint in turn.
     fn uri(&self, path_and_query: &str) -> Result<Uri, UiError> {
-        let mut parts = self.base.clone().into_parts();
+        let turn = self.turn.fetch_add(1, Ordering::Relaxed) % self.bases.len();
+        let mut parts = self.bases[turn].clone().into_parts();
         parts.path_and_query =
             Some(path_and_query.parse().map_err(|_| UiError::BadRequest("invalid path".to_owned()))?);
         Uri::from_parts(parts).map_err(|_| UiError::BadRequest("invalid path".to_owned()))
@@ -118,6 +131,7 @@ impl Upstream {
     /// Sends one request and waits (at most the configured timeout) for the
     /// answer to begin; the body then streams for as long as it lasts.
     async fn send(&self, mut request: Request<Body>, timeout: Duration) -> Result<Response<Body>, UiError> {
+        let endpoint = request.uri().authority().map_or_else(|| self.base(), |a| format!("http://{a}"));
         if !self.keepalive {
             // Tell the app server too, so neither side keeps the socket around.
             request.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
@@ -126,7 +140,7 @@ impl Upstream {
         let response = match sent {
             Err(_) => {
                 self.saw(Reachability::Unreachable);
-                return Err(UiError::UpstreamTimeout(self.base.to_string()));
+                return Err(UiError::UpstreamTimeout(endpoint));
             }
             // The browser's own request body failed (a malformed chunked
             // body, a body that stalled past the timeout): the browser's
@@ -139,7 +153,7 @@ impl Upstream {
             }
             Ok(Err(e)) => {
                 self.saw(Reachability::Unreachable);
-                return Err(UiError::Unreachable { endpoint: self.base.to_string(), why: cause(&e) });
+                return Err(UiError::Unreachable { endpoint, why: cause(&e) });
             }
             Ok(Ok(response)) => {
                 self.saw(Reachability::Reachable);
