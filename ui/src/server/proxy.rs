@@ -116,7 +116,11 @@ impl Upstream {
 
     /// The app server's base URLs, for messages.
     pub fn base(&self) -> String {
-        self.bases.iter().map(|b| b.to_string().trim_end_matches('/').to_owned()).collect::<Vec<_>>().join(",")
+        self.bases
+            .iter()
+            .map(|b| b.to_string().trim_end_matches('/').to_owned())
+            .collect::<Vec<_>>()
+            .join(",")
     }
 
     /// `path_and_query` on the next endpoint in turn.
