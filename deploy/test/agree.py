@@ -23,7 +23,8 @@ SERVICES = {
 
 
 def image_name(ref):
-    """`registry/x/yelb-ui:tag` -> `yelb-ui`."""
+    """`registry/x/yelb-ui:tag` or `${REGISTRY}yelb-ui:${TAG}` -> `yelb-ui`."""
+    ref = re.sub(r"\$\{[^}]*\}", "", ref)
     return ref.rsplit("/", 1)[-1].split(":", 1)[0]
 
 
@@ -98,7 +99,7 @@ def from_ecs(path):
             paths = {test[i + 1] for i, t in enumerate(test) if t == "--path"}
             env = {e["Name"]: str(e["Value"]) for e in c.get("Environment", [])}
             out[c["Name"]] = {
-                "image": image_name(re.sub(r"\$\{[^}]*\}", "", image)),
+                "image": image_name(image),
                 "ports": {p["ContainerPort"] for p in c.get("PortMappings", [])},
                 "env": set(env) | {e["Name"] for e in c.get("Secrets", [])},
                 "values": env,
