@@ -49,6 +49,8 @@ impl AppError {
             AppError::UnknownRestaurant(_) | AppError::NotFound(_) => StatusCode::NOT_FOUND,
             AppError::BadRequest { status, .. } => *status,
             AppError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            // The key names an earlier vote that conflicts with this one.
+            AppError::Store(StoreError::Db(yelb_db::DbError::KeyReused { .. })) => StatusCode::CONFLICT,
             AppError::Store(_) | AppError::TooManyStreams(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
@@ -58,6 +60,7 @@ impl AppError {
             AppError::Store(StoreError::Db(yelb_db::DbError::NotReady)) => {
                 "the vote database is not ready yet; try again shortly".into()
             }
+            AppError::Store(StoreError::Db(e @ yelb_db::DbError::KeyReused { .. })) => e.to_string(),
             AppError::Store(StoreError::Db(yelb_db::DbError::Busy)) => {
                 "the vote database is busy; try again shortly".into()
             }

@@ -154,6 +154,25 @@ fn start_background(state: &AppState) {
             }
         });
     }
+    if let Some(db) = state.votes().as_postgres() {
+        // Idempotency keys are kept a day; prune hourly from every replica
+        // (the DELETE is cheap and harmless when another replica just ran it).
+        let (db, stop) = (db.clone(), state.stop_token().clone());
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(Duration::from_secs(3600));
+            loop {
+                tokio::select! {
+                    _ = every.tick() => {}
+                    () = stop.cancelled() => break,
+                }
+                match db.prune_vote_keys().await {
+                    Ok(0) | Err(yelb_db::DbError::NotReady) => {}
+                    Ok(n) => tracing::info!(keys = n, "forgot idempotency keys older than a day"),
+                    Err(e) => tracing::debug!(error = %e, "could not prune idempotency keys"),
+                }
+            }
+        });
+    }
     if let Some(cache) = state.views().as_redis() {
         let catch_up: live::CatchUp = {
             let state = state.clone();

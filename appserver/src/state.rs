@@ -129,6 +129,21 @@ impl AppState {
         Ok(count)
     }
 
+    /// Casts a vote carrying an idempotency key (counted once however often
+    /// it is retried) and tells the live hub when it counted.
+    pub async fn vote_once(
+        &self,
+        key: &yelb_core::api::IdempotencyKey,
+        r: yelb_core::Restaurant,
+    ) -> Result<crate::store::Cast, crate::AppError> {
+        let cast = self.votes().vote_once(key, r).await?;
+        if !cast.replayed {
+            self.metrics().vote(r);
+            self.live().local_change(&LiveState { votes: cast.counts, pageviews: 0 });
+        }
+        Ok(cast)
+    }
+
     /// Counts a page view and tells the live hub.
     pub async fn count_view(&self) -> Result<i64, crate::AppError> {
         let pageviews = self.views().incr().await?;

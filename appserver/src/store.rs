@@ -17,6 +17,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
 use yelb_cache::Cache;
+use yelb_core::api::IdempotencyKey;
 use yelb_core::{Restaurant, VoteCounts};
 use yelb_db::Db;
 
@@ -57,14 +58,38 @@ impl BackendHealth {
 pub struct VoteStore(Votes);
 
 enum Votes {
-    Memory(Mutex<VoteCounts>),
+    Memory(Mutex<Counted>),
     Postgres(Db),
+}
+
+/// The embedded store: the counts, and the idempotency keys already counted
+/// (the most recent [`MEMORY_KEYS`], oldest forgotten first).
+#[derive(Default)]
+struct Counted {
+    counts: VoteCounts,
+    keys: std::collections::HashMap<IdempotencyKey, (Restaurant, i64)>,
+    order: std::collections::VecDeque<IdempotencyKey>,
+}
+
+/// Keys the embedded store remembers.
+const MEMORY_KEYS: usize = 100_000;
+
+/// What a vote did: the count after it, and whether its idempotency key
+/// had been counted before (then nothing was added now).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cast {
+    /// The restaurant's count right after the vote.
+    pub count: i64,
+    /// Counts to merge into the live state (exact for this restaurant).
+    pub counts: VoteCounts,
+    /// True for a repeat of a key already counted.
+    pub replayed: bool,
 }
 
 impl VoteStore {
     /// An empty in-memory store.
     pub fn memory() -> VoteStore {
-        VoteStore(Votes::Memory(Mutex::new(VoteCounts::default())))
+        VoteStore(Votes::Memory(Mutex::new(Counted::default())))
     }
 
     /// A store on Postgres.
@@ -96,10 +121,10 @@ impl VoteStore {
     /// commit, possibly 0 for the others: merging takes the per-field max).
     pub async fn vote(&self, restaurant: Restaurant) -> Result<(i64, VoteCounts), StoreError> {
         match &self.0 {
-            Votes::Memory(counts) => {
-                let mut counts = counts.lock().unwrap_or_else(|e| e.into_inner());
-                *counts.get_mut(restaurant) += 1;
-                Ok((counts.get(restaurant), *counts))
+            Votes::Memory(counted) => {
+                let mut counted = counted.lock().unwrap_or_else(|e| e.into_inner());
+                *counted.counts.get_mut(restaurant) += 1;
+                Ok((counted.counts.get(restaurant), counted.counts))
             }
             Votes::Postgres(db) => {
                 let outcome = db.vote(restaurant).await?;
@@ -108,10 +133,43 @@ impl VoteStore {
         }
     }
 
+    /// Casts one vote carrying `key`, unless that key was counted before.
+    pub async fn vote_once(&self, key: &IdempotencyKey, restaurant: Restaurant) -> Result<Cast, StoreError> {
+        match &self.0 {
+            Votes::Memory(counted) => {
+                let mut counted = counted.lock().unwrap_or_else(|e| e.into_inner());
+                if let Some((first, count)) = counted.keys.get(key).copied() {
+                    if first != restaurant {
+                        return Err(yelb_db::DbError::KeyReused { first: first.slug().to_owned() }.into());
+                    }
+                    return Ok(Cast { count, counts: VoteCounts::default(), replayed: true });
+                }
+                *counted.counts.get_mut(restaurant) += 1;
+                let count = counted.counts.get(restaurant);
+                if counted.order.len() >= MEMORY_KEYS
+                    && let Some(oldest) = counted.order.pop_front()
+                {
+                    counted.keys.remove(&oldest);
+                }
+                counted.keys.insert(key.clone(), (restaurant, count));
+                counted.order.push_back(key.clone());
+                Ok(Cast { count, counts: counted.counts, replayed: false })
+            }
+            Votes::Postgres(db) => {
+                let outcome = db.vote_once(key, restaurant).await?;
+                let mut counts = VoteCounts::default();
+                if !outcome.replayed {
+                    *counts.get_mut(restaurant) = outcome.count;
+                }
+                Ok(Cast { count: outcome.count, counts, replayed: outcome.replayed })
+            }
+        }
+    }
+
     /// Every count, as fresh as the moment of the call.
     pub async fn counts(&self) -> Result<VoteCounts, StoreError> {
         match &self.0 {
-            Votes::Memory(counts) => Ok(*counts.lock().unwrap_or_else(|e| e.into_inner())),
+            Votes::Memory(counted) => Ok(counted.lock().unwrap_or_else(|e| e.into_inner()).counts),
             Votes::Postgres(db) => Ok(db.votes().await?),
         }
     }

@@ -1,11 +1,12 @@
 //! A bounded chaos run: three app-server processes on one Postgres and one
 //! Redis, voters hammering them, and in turn a replica killed with SIGKILL
-//! and restarted, Postgres crashed and restarted, Redis restarted. Then the
-//! counts must be exact: every acknowledged vote is in the database, and
-//! nothing is in it that was neither acknowledged nor left in doubt (a
-//! request whose answer was lost, or a 503 from a commit cut short); every
-//! replica and a live stream that stayed open throughout agree with the
-//! database. The figures are printed (`--nocapture`) for BENCHMARKS.md.
+//! and restarted, Postgres crashed and restarted, Redis restarted. Every
+//! vote carries an `Idempotency-Key`, and a voter whose vote got no answer
+//! or a 503 sends it again, with the same key, until it is acknowledged (as
+//! the UI does). Then the counts must be exact: the database holds exactly
+//! the votes acknowledged, not one retry counted twice, and every replica and
+//! a live stream that stayed open throughout agree with it. The figures are
+//! printed (`--nocapture`) for BENCHMARKS.md.
 
 // Tests fail loudly on purpose: an unwrap is an assertion here.
 #![allow(clippy::unwrap_used)]
@@ -66,45 +67,70 @@ impl Drop for Replica {
 #[derive(Default)]
 struct Tally {
     acked: [AtomicU64; 4],
+    /// Votes still unanswered when their voter gave up (bounded retries).
     doubtful: [AtomicU64; 4],
-    refused: AtomicU64,
+    /// Sends that got no 200: no answer, a refused connection, a 503.
+    retries: AtomicU64,
     unavailable: AtomicU64,
+    /// Retries answered `Idempotency-Replayed: true`: the first send had
+    /// counted, only its answer was lost.
+    replayed: AtomicU64,
 }
 
 fn index(r: Restaurant) -> usize {
     Restaurant::ALL.iter().position(|x| *x == r).unwrap()
 }
 
-async fn voter(id: usize, ports: Arc<Vec<u16>>, tally: Arc<Tally>, stop: Arc<AtomicBool>) {
+async fn voter(id: usize, ports: Arc<Vec<u16>>, tally: Arc<Tally>, stop: Arc<AtomicBool>, keyed: bool) {
     let client = reqwest::Client::builder().timeout(Duration::from_secs(3)).build().unwrap();
     let mut n = id;
     while !stop.load(Ordering::Relaxed) {
         n += 1;
         let r = Restaurant::ALL[n % 4];
-        let port = ports[n % ports.len()];
-        let url = format!("http://127.0.0.1:{port}/api/v1/votes/{}", r.slug());
-        match client.post(url).send().await {
-            Ok(resp) if resp.status() == 200 => {
-                let _ = resp.bytes().await;
-                tally.acked[index(r)].fetch_add(1, Ordering::Relaxed);
-            }
-            Ok(resp) => {
-                // A 503 may come from a commit whose answer was lost.
-                if resp.status() == 503 {
-                    tally.unavailable.fetch_add(1, Ordering::Relaxed);
+        let key = format!("voter{id}-vote{n}");
+        // With a key: the same vote, with the same key, until it is
+        // acknowledged (after the run stops, at most 15 s more). Without:
+        // retried only when it never reached a server.
+        let mut give_up: Option<Instant> = None;
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let port = ports[(n + attempt) % ports.len()];
+            let url = format!("http://127.0.0.1:{port}/api/v1/votes/{}", r.slug());
+            let request = client.post(url);
+            let request = if keyed { request.header("Idempotency-Key", &key) } else { request };
+            match request.send().await {
+                Ok(resp) if resp.status() == 200 => {
+                    if resp.headers().contains_key("idempotency-replayed") {
+                        tally.replayed.fetch_add(1, Ordering::Relaxed);
+                    }
+                    let _ = resp.bytes().await;
+                    tally.acked[index(r)].fetch_add(1, Ordering::Relaxed);
+                    break;
                 }
-                tally.doubtful[index(r)].fetch_add(1, Ordering::Relaxed);
-                tokio::time::sleep(Duration::from_millis(20)).await;
+                outcome => {
+                    if matches!(&outcome, Ok(resp) if resp.status() == 503) {
+                        tally.unavailable.fetch_add(1, Ordering::Relaxed);
+                    }
+                    // Never reached a server: it cannot have counted.
+                    let unsent = matches!(&outcome, Err(e) if e.is_connect());
+                    if !keyed && !unsent {
+                        // Without a key a retry could count twice: the vote
+                        // stays in doubt, as with the original API.
+                        tally.doubtful[index(r)].fetch_add(1, Ordering::Relaxed);
+                        break;
+                    }
+                    tally.retries.fetch_add(1, Ordering::Relaxed);
+                }
             }
-            // Never reached the server: it cannot have counted.
-            Err(e) if e.is_connect() => {
-                tally.refused.fetch_add(1, Ordering::Relaxed);
-                tokio::time::sleep(Duration::from_millis(20)).await;
+            if stop.load(Ordering::Relaxed) {
+                let deadline = *give_up.get_or_insert_with(|| Instant::now() + Duration::from_secs(15));
+                if Instant::now() > deadline {
+                    tally.doubtful[index(r)].fetch_add(1, Ordering::Relaxed);
+                    break;
+                }
             }
-            Err(_) => {
-                tally.doubtful[index(r)].fetch_add(1, Ordering::Relaxed);
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
 }
@@ -135,7 +161,17 @@ fn db_counts(pg: &PgServer, db: &str) -> [u64; 4] {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn votes_stay_exact_through_a_replica_kill_a_postgres_crash_and_a_redis_restart() {
+async fn retried_votes_with_keys_are_exact_through_a_replica_kill_a_postgres_crash_and_a_redis_restart() {
+    chaos(true).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn votes_without_keys_are_never_lost_nor_invented_through_the_same_chaos() {
+    chaos(false).await;
+}
+
+/// The run; `keyed`: votes carry keys and are retried until acknowledged.
+async fn chaos(keyed: bool) {
     let mut pg = PgServer::start_new();
     let mut redis = RedisServer::start_new();
     let dbname = unique_name("yelb_chaos");
@@ -176,7 +212,7 @@ async fn votes_stay_exact_through_a_replica_kill_a_postgres_crash_and_a_redis_re
     let stop = Arc::new(AtomicBool::new(false));
     let started = Instant::now();
     let voters: Vec<_> = (0..VOTERS)
-        .map(|i| tokio::spawn(voter(i, Arc::new(ports.clone()), tally.clone(), stop.clone())))
+        .map(|i| tokio::spawn(voter(i, Arc::new(ports.clone()), tally.clone(), stop.clone(), keyed)))
         .collect();
     let pause = |s: u64| tokio::time::sleep(Duration::from_secs(s));
 
@@ -206,32 +242,42 @@ async fn votes_stay_exact_through_a_replica_kill_a_postgres_crash_and_a_redis_re
     let load = |a: &[AtomicU64; 4]| -> [u64; 4] { std::array::from_fn(|i| a[i].load(Ordering::Relaxed)) };
     let (acked, doubtful) = (load(&tally.acked), load(&tally.doubtful));
     println!(
-        "chaos: {:.1} s, {} voters; acknowledged {} ({:.0}/s), in doubt {} (503: {}), refused before sending {}; database {}",
+        "chaos ({}): {:.1} s, {} voters; acknowledged {} ({:.0}/s) after {} failed sends (503: {}) retried with \
+         their keys, {} retries answered as repeats of a vote already counted; unresolved {}; database {}",
+        if keyed { "keyed, retried" } else { "no keys, no retries" },
         elapsed.as_secs_f64(),
         VOTERS,
         acked.iter().sum::<u64>(),
         acked.iter().sum::<u64>() as f64 / elapsed.as_secs_f64(),
-        doubtful.iter().sum::<u64>(),
+        tally.retries.load(Ordering::Relaxed),
         tally.unavailable.load(Ordering::Relaxed),
-        tally.refused.load(Ordering::Relaxed),
+        tally.replayed.load(Ordering::Relaxed),
+        doubtful.iter().sum::<u64>(),
         db.iter().sum::<u64>(),
     );
-    for (i, r) in Restaurant::ALL.iter().enumerate() {
-        assert!(
-            db[i] >= acked[i],
-            "{}: an acknowledged vote was lost: db {} < acked {}",
-            r.slug(),
-            db[i],
-            acked[i]
-        );
-        assert!(
-            db[i] <= acked[i] + doubtful[i],
-            "{}: votes nobody cast: db {} > acked {} + in doubt {}",
-            r.slug(),
-            db[i],
-            acked[i],
-            doubtful[i]
-        );
+    if keyed {
+        assert_eq!(doubtful, [0; 4], "every vote was acknowledged in the end");
+        for (i, r) in Restaurant::ALL.iter().enumerate() {
+            assert_eq!(
+                db[i],
+                acked[i],
+                "{}: exactly the acknowledged votes, no retry counted twice",
+                r.slug()
+            );
+        }
+    } else {
+        // Every acknowledged vote is in; nothing is in that was neither
+        // acknowledged nor left in doubt (a commit whose answer was lost).
+        for (i, r) in Restaurant::ALL.iter().enumerate() {
+            assert!(
+                db[i] >= acked[i],
+                "{}: an acknowledged vote was lost: {} < {}",
+                r.slug(),
+                db[i],
+                acked[i]
+            );
+            assert!(db[i] <= acked[i] + doubtful[i], "{}: votes nobody cast", r.slug());
+        }
     }
     assert!(acked.iter().sum::<u64>() > 100, "the load ran: {acked:?}");
 

@@ -13,6 +13,49 @@ use crate::Restaurant;
 /// The header every answer of our app server names its replica in.
 pub const SERVED_BY: &str = "x-served-by";
 
+/// The request header that makes a modern vote safe to retry: the same key
+/// is counted once, and a repeat answers the first vote's count.
+pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
+/// The answer header that says a vote was a repeat of an earlier key.
+pub const IDEMPOTENCY_REPLAYED: &str = "idempotency-replayed";
+
+/// A client's idempotency key: 1 to 255 visible ASCII characters (a UUID,
+/// say). Parse, don't validate: a value of this type is always sendable as a
+/// header and storable as a database key.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct IdempotencyKey(String);
+
+/// Why a string is not an [`IdempotencyKey`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BadIdempotencyKey;
+
+impl std::fmt::Display for BadIdempotencyKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Idempotency-Key must be 1 to 255 visible ASCII characters")
+    }
+}
+
+impl std::error::Error for BadIdempotencyKey {}
+
+impl std::str::FromStr for IdempotencyKey {
+    type Err = BadIdempotencyKey;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if (1..=255).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_graphic()) {
+            Ok(IdempotencyKey(s.to_owned()))
+        } else {
+            Err(BadIdempotencyKey)
+        }
+    }
+}
+
+impl IdempotencyKey {
+    /// The key's text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
 /// Original: the four counts as `[{"name","value"}]`.
 pub const GETVOTES: &str = "/api/getvotes";
 /// Original: `{"hostname","pageviews"}`; counts a page view.
@@ -83,6 +126,15 @@ pub fn vote_falls_back(status: u16) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn idempotency_keys_are_short_visible_ascii() {
+        assert!("3f2b-aa".parse::<IdempotencyKey>().is_ok());
+        assert!("k".repeat(255).parse::<IdempotencyKey>().is_ok());
+        for bad in ["", "has space", "tab\t", "é", &"k".repeat(256)] {
+            assert_eq!(bad.parse::<IdempotencyKey>(), Err(BadIdempotencyKey), "{bad:?}");
+        }
+    }
 
     #[test]
     fn vote_paths_use_the_slugs() {

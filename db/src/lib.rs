@@ -3,6 +3,8 @@
 //! - [`Db`]: a cheap-to-clone handle over a connection pool and two
 //!   background tasks, one that group-commits votes and one that coalesces
 //!   reads (see [`batch`]).
+//! - [`keyed`]: votes with an idempotency key, counted exactly once
+//!   however often they are retried (`yelb_vote_keys`, an added table).
 //! - [`schema`]: creates the `yelbdatabase` database and the original
 //!   `restaurants` table with its four seed rows when they are missing.
 //! - [`DbError`]: the one error type; every variant means "the database could
@@ -19,7 +21,10 @@ use tokio_postgres::NoTls;
 use yelb_core::{Restaurant, VoteCounts};
 
 pub mod batch;
+pub mod keyed;
 pub mod schema;
+
+pub use keyed::KeyedVote;
 
 pub use tokio_postgres::Config as PgConfig;
 
@@ -40,6 +45,12 @@ pub enum DbError {
     /// connection is half-open); the connection was dropped.
     #[error("database did not answer within {0:?}")]
     Timeout(Duration),
+    /// An idempotency key already counted a vote for another restaurant.
+    #[error("this Idempotency-Key was already used for a vote for {first}")]
+    KeyReused {
+        /// The restaurant the key first voted for.
+        first: String,
+    },
     /// Too many requests are already queued for the database.
     #[error("too many requests are waiting for the database")]
     Busy,
@@ -120,6 +131,7 @@ struct Inner {
     votes: batch::VoteBatcher,
     reads: batch::ReadCoalescer,
     schema_ready: std::sync::atomic::AtomicBool,
+    statement_timeout: Duration,
     /// Why the last attempt to create the schema failed, until one succeeds.
     schema_error: std::sync::Mutex<Option<String>>,
 }
@@ -184,6 +196,7 @@ impl Db {
                 pool,
                 pg_config,
                 schema_ready: std::sync::atomic::AtomicBool::new(false),
+                statement_timeout: timeout,
                 schema_error: std::sync::Mutex::new(None),
             }),
         })
@@ -227,6 +240,23 @@ impl Db {
     pub async fn vote(&self, restaurant: Restaurant) -> Result<VoteOutcome> {
         self.check_ready()?;
         self.inner.votes.vote(restaurant).await
+    }
+
+    /// Casts one vote carrying `key`, unless that key was counted before;
+    /// either way answers the count of the vote the key first cast.
+    pub async fn vote_once(
+        &self,
+        key: &yelb_core::api::IdempotencyKey,
+        restaurant: Restaurant,
+    ) -> Result<KeyedVote> {
+        self.check_ready()?;
+        keyed::vote(&self.inner.pool, key, restaurant, self.inner.statement_timeout).await
+    }
+
+    /// Forgets idempotency keys older than a day; returns how many.
+    pub async fn prune_vote_keys(&self) -> Result<u64> {
+        self.check_ready()?;
+        keyed::prune(&self.inner.pool).await
     }
 
     /// Every restaurant's count, read by a query that started after this call.

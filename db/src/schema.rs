@@ -7,7 +7,9 @@
 //!    when the target database does not exist, so a user without rights
 //!    there still works against a prepared database);
 //! 2. `restaurants (name char(30) PRIMARY KEY, count integer)`;
-//! 3. one row per restaurant at 0.
+//! 3. one row per restaurant at 0;
+//! 4. `yelb_vote_keys`, our addition for idempotent votes (the original
+//!    never reads it).
 //!
 //! Every step tolerates another replica doing the same at the same moment:
 //! the table and its seed rows are created in one transaction that first
@@ -50,6 +52,7 @@ async fn create_table(client: &mut deadpool_postgres::Object) -> Result<()> {
     let tx = client.transaction().await?;
     tx.execute(LOCK, &[]).await?;
     tx.execute(CREATE_TABLE, &[]).await?;
+    tx.execute(crate::keyed::CREATE_KEYS, &[]).await?;
     let names: Vec<&str> = Restaurant::ALL.iter().map(|r| r.slug()).collect();
     tx.execute(SEED, &[&names]).await?;
     tx.commit().await?;

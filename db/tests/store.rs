@@ -237,3 +237,45 @@ async fn a_frozen_postgres_fails_votes_after_the_statement_timeout_and_they_reco
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+#[tokio::test]
+async fn a_vote_with_a_key_counts_once_however_often_it_is_sent() {
+    let (db, name) = fresh_db().await;
+    let key: yelb_core::api::IdempotencyKey = "click-1".parse().unwrap();
+    let first = db.vote_once(&key, Restaurant::Outback).await.unwrap();
+    assert_eq!((first.count, first.replayed), (1, false));
+    for _ in 0..3 {
+        let again = db.vote_once(&key, Restaurant::Outback).await.unwrap();
+        assert_eq!((again.count, again.replayed), (1, true), "a retry answers the first count");
+    }
+    assert_eq!(db.vote(Restaurant::Outback).await.unwrap().count, 2, "unkeyed votes still count");
+    let other: yelb_core::api::IdempotencyKey = "click-2".parse().unwrap();
+    assert_eq!(db.vote_once(&other, Restaurant::Outback).await.unwrap().count, 3);
+    assert!(matches!(
+        db.vote_once(&key, Restaurant::Ihop).await,
+        Err(DbError::KeyReused { first }) if first == "outback"
+    ));
+    assert_eq!(db.votes().await.unwrap().outback, 3);
+    assert_eq!(shared_pg().psql(&name, "SELECT count(*) FROM yelb_vote_keys"), "2");
+}
+
+#[tokio::test]
+async fn concurrent_sends_of_one_key_count_once() {
+    let (db, _) = fresh_db().await;
+    let db = std::sync::Arc::new(db);
+    let key: yelb_core::api::IdempotencyKey = "same-click".parse().unwrap();
+    let sends: Vec<_> = (0..8)
+        .map(|_| {
+            let (db, key) = (db.clone(), key.clone());
+            tokio::spawn(async move { db.vote_once(&key, Restaurant::Chipotle).await.unwrap() })
+        })
+        .collect();
+    let mut counted = 0;
+    for send in sends {
+        let outcome = send.await.unwrap();
+        assert_eq!(outcome.count, 1);
+        counted += usize::from(!outcome.replayed);
+    }
+    assert_eq!(counted, 1, "exactly one send counted");
+    assert_eq!(db.votes().await.unwrap().chipotle, 1);
+}

@@ -35,6 +35,18 @@ pub const SPREAD_MS: u64 = 2_000;
 /// How often a live page re-reads the counts anyway: in a mixed cluster,
 /// votes cast through an original app server publish no event.
 pub const LIVE_POLL_MS: u64 = 5_000;
+/// Sends of one vote at most, while the app server cannot answer.
+const VOTE_ATTEMPTS: u32 = 4;
+/// The first pause before a vote is sent again; it doubles each time.
+const VOTE_RETRY_MS: u64 = 300;
+
+/// A key for one click: time and randomness enough that two phones never
+/// pick the same one.
+fn idempotency_key() -> String {
+    let random = || (js_sys::Math::random() * 4_294_967_296.0) as u64;
+    format!("{:x}-{:08x}{:08x}", js_sys::Date::now() as u64, random(), random())
+}
+
 /// The longest pause between two attempts to reopen the event stream.
 const MAX_RETRY_MS: u64 = 10_000;
 
@@ -95,6 +107,30 @@ impl Api {
 
     async fn post<T: DeserializeOwned>(&self, ui: Ui, path: &str) -> Result<T, ApiError> {
         self.send(ui, Request::post(&self.url(path))).await
+    }
+
+    /// A vote that is safe to send again: on this origin it carries an
+    /// `Idempotency-Key` (the app server counts a key once) and is retried
+    /// while the app server cannot answer. Cross-origin (`UI_ENV=dev`) the
+    /// original's CORS headers do not allow the key, so it is sent once.
+    async fn vote(&self, ui: Ui, path: &str) -> Result<VoteReceipt, ApiError> {
+        if !self.base.is_empty() {
+            return self.post(ui, path).await;
+        }
+        let key = idempotency_key();
+        let mut wait = VOTE_RETRY_MS;
+        let mut attempt = 1;
+        loop {
+            let request = Request::post(&self.url(path)).header(api::IDEMPOTENCY_KEY, &key);
+            match self.send(ui, request).await {
+                Err(ApiError::Unreachable(_)) if attempt < VOTE_ATTEMPTS => {
+                    sleep(Duration::from_millis(wait)).await;
+                    wait *= 2;
+                    attempt += 1;
+                }
+                outcome => return outcome,
+            }
+        }
     }
 }
 
@@ -159,7 +195,7 @@ pub fn vote(ui: Ui, restaurant: Restaurant) {
 
 async fn cast(ui: Ui, api: &Api, restaurant: Restaurant) -> Result<i64, ApiError> {
     if ui.api.get_untracked() != ApiLevel::Legacy {
-        match api.post::<VoteReceipt>(ui, &api::vote(restaurant)).await {
+        match api.vote(ui, &api::vote(restaurant)).await {
             Ok(receipt) => {
                 refresh_pageviews(ui, api).await;
                 return Ok(receipt.count);

@@ -22,17 +22,20 @@ struct Page {
     browser: Browser,
     ui: UiServer,
     app: AppServer,
+    /// The app server's database, for `psql`.
+    db: String,
     _one: tokio::sync::MutexGuard<'static, ()>,
 }
 
 impl Page {
     async fn open(ui_flags: &[&str]) -> Page {
         let one = exclusive().await;
-        let app = AppServer::start(&real_backends(), 0).await;
+        let (backends, db) = support::real_backends_named();
+        let app = AppServer::start(&backends, 0).await;
         let ui = UiServer::start(&app.url(), ui_flags).await;
         let browser = Browser::launch(DESKTOP, true).await;
         browser.open_hydrated(&ui.url).await;
-        Page { browser, ui, app, _one: one }
+        Page { browser, ui, app, db, _one: one }
     }
 }
 
@@ -42,7 +45,7 @@ fn number(text: &str) -> i64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_page_shows_the_cards_chart_views_and_hostname_without_console_errors() {
-    let Page { browser, ui, app, _one } = Page::open(&["--title=Yelb at RustConf"]).await;
+    let Page { browser, ui, app, _one, .. } = Page::open(&["--title=Yelb at RustConf"]).await;
 
     assert_eq!(browser.client.title().await.unwrap(), "Yelb at RustConf");
     let names = browser.texts("article.card h2").await;
@@ -76,7 +79,7 @@ async fn the_page_shows_the_cards_chart_views_and_hostname_without_console_error
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_vote_waits_for_its_answer_and_moves_the_count_and_the_chart() {
-    let Page { browser, ui: _ui, app, _one } = Page::open(&[]).await;
+    let Page { browser, ui: _ui, app, db, _one } = Page::open(&[]).await;
     let arc = "circle.arc.c-ihop";
     assert_eq!(browser.attr(arc, "stroke-dasharray").await.as_deref(), Some("0.000 100.000"));
 
@@ -94,6 +97,9 @@ async fn a_vote_waits_for_its_answer_and_moves_the_count_and_the_chart() {
         http().get(format!("{}/api/v1/votes", app.url())).send().await.unwrap().json().await.unwrap();
     assert_eq!(votes["votes"]["ihop"], 1);
     assert_eq!(votes["votes"]["chipotle"], 1);
+    // Each click went with its own idempotency key (safe to retry).
+    let keys = yelb_testkit::shared_pg().psql(&db, "SELECT count(DISTINCT key) FROM yelb_vote_keys");
+    assert_eq!(keys, "2");
     assert!(browser.console_errors().await.is_empty());
     browser.close().await;
 }
@@ -276,7 +282,7 @@ async fn the_live_stream_comes_back_by_itself_after_the_app_server_restarts() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_vote_buttons_work_from_the_keyboard() {
-    let Page { browser, ui: _ui, app: _app, _one } = Page::open(&[]).await;
+    let Page { browser, ui: _ui, app: _app, _one, .. } = Page::open(&[]).await;
     let button = browser.client.find(fantoccini::Locator::Css(IHOP_VOTE)).await.unwrap();
     assert_eq!(button.attr("aria-label").await.unwrap().as_deref(), Some("Vote for IHOP"));
     // Tab from the top of the page reaches the first card's button first.

@@ -219,7 +219,8 @@ async fn while_the_app_server_is_away_the_page_still_renders_and_api_answers_502
 
 #[tokio::test]
 async fn a_form_vote_counts_and_redirects_back_to_the_page() {
-    let app = AppServer::start(&real_backends(), 0).await;
+    let (backends, db) = support::real_backends_named();
+    let app = AppServer::start(&backends, 0).await;
     let ui = UiServer::start(&app.url(), &[]).await;
     let r = http().post(format!("{}/vote/bucadibeppo", ui.url)).send().await.unwrap();
     assert_eq!(r.status(), 303);
@@ -228,6 +229,8 @@ async fn a_form_vote_counts_and_redirects_back_to_the_page() {
     let snapshot = snapshot_of(&r.text().await.unwrap());
     assert_eq!(snapshot.votes.unwrap().bucadibeppo, 1);
     assert!(snapshot.notice.unwrap().text.contains("Buca di Beppo is counted"));
+    let keys = yelb_testkit::shared_pg().psql(&db, "SELECT key FROM yelb_vote_keys");
+    assert!(keys.starts_with("ui-") && !keys.contains('\n'), "one vote, sent with a key: {keys:?}");
 
     let r = http().post(format!("{}/vote/pizza", ui.url)).send().await.unwrap();
     assert_eq!(r.status(), 404);

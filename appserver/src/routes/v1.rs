@@ -7,10 +7,13 @@ use std::time::Duration;
 use axum::Json;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderName, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
 use futures_util::{Stream, StreamExt};
 use tokio_stream::wrappers::WatchStream;
 use yelb_core::Restaurant;
+use yelb_core::api::{self, BadIdempotencyKey, IdempotencyKey};
 use yelb_core::wire::{ReplicasBody, StatsBody, VoteReceipt, VoteRequest, VotesBody};
 
 use crate::{AppError, AppState};
@@ -28,26 +31,56 @@ pub async fn votes(State(state): State<AppState>) -> Result<Json<VotesBody>, App
     Ok(Json(VotesBody { total: votes.total(), votes, hostname: state.hostname().to_owned() }))
 }
 
-async fn receipt(state: &AppState, restaurant: Restaurant) -> Result<Json<VoteReceipt>, AppError> {
-    let count = state.vote(restaurant).await?;
-    Ok(Json(VoteReceipt { restaurant, count, hostname: state.hostname().to_owned() }))
+/// The vote's `Idempotency-Key`, if it carries one.
+fn idempotency_key(headers: &HeaderMap) -> Result<Option<IdempotencyKey>, AppError> {
+    let Some(value) = headers.get(api::IDEMPOTENCY_KEY) else { return Ok(None) };
+    let bad = |e: &dyn std::fmt::Display| AppError::BadRequest {
+        status: StatusCode::BAD_REQUEST,
+        message: e.to_string(),
+    };
+    let text = value.to_str().map_err(|_| bad(&BadIdempotencyKey))?;
+    text.parse().map(Some).map_err(|e| bad(&e))
+}
+
+/// Casts the vote (once per key, when there is one) and answers the receipt;
+/// a repeat of a key says so in `Idempotency-Replayed: true`.
+async fn receipt(
+    state: &AppState,
+    restaurant: Restaurant,
+    headers: &HeaderMap,
+) -> Result<Response, AppError> {
+    let (count, replayed) = match idempotency_key(headers)? {
+        Some(key) => {
+            let cast = state.vote_once(&key, restaurant).await?;
+            (cast.count, cast.replayed)
+        }
+        None => (state.vote(restaurant).await?, false),
+    };
+    let body = Json(VoteReceipt { restaurant, count, hostname: state.hostname().to_owned() });
+    Ok(if replayed {
+        ([(HeaderName::from_static(api::IDEMPOTENCY_REPLAYED), "true")], body).into_response()
+    } else {
+        body.into_response()
+    })
 }
 
 /// `POST /api/v1/votes` with `{"restaurant": "ihop"}`.
 pub async fn vote_body(
     State(state): State<AppState>,
+    headers: HeaderMap,
     body: Result<Json<VoteRequest>, JsonRejection>,
-) -> Result<Json<VoteReceipt>, AppError> {
+) -> Result<Response, AppError> {
     let Json(request) = body?;
-    receipt(&state, request.restaurant).await
+    receipt(&state, request.restaurant, &headers).await
 }
 
 /// `POST /api/v1/votes/{restaurant}`.
 pub async fn vote_path(
     State(state): State<AppState>,
     Path(name): Path<String>,
-) -> Result<Json<VoteReceipt>, AppError> {
-    receipt(&state, name.parse()?).await
+    headers: HeaderMap,
+) -> Result<Response, AppError> {
+    receipt(&state, name.parse()?, &headers).await
 }
 
 /// `GET /api/v1/stats`: the page-view total, without counting a view.

@@ -43,6 +43,44 @@ async fn post_on_a_restaurant_path_votes(b: Backend) {
     assert_eq!(body["count"], 2);
 }
 
+async fn a_vote_with_an_idempotency_key_counts_once_and_says_when_it_was_a_repeat(b: Backend) {
+    let app = spawn_app(b).await;
+    let send = |key: &'static str, path: &'static str| {
+        app.client.post(format!("{}{path}", app.base)).header("Idempotency-Key", key).send()
+    };
+    let first = send("tap-1", "/api/v1/votes/ihop").await.unwrap();
+    assert_eq!(first.status(), 200);
+    assert!(first.headers().get("idempotency-replayed").is_none());
+    assert_eq!(first.json::<serde_json::Value>().await.unwrap()["count"], 1);
+    for _ in 0..2 {
+        let again = send("tap-1", "/api/v1/votes/ihop").await.unwrap();
+        assert_eq!(again.status(), 200);
+        assert_eq!(again.headers()["idempotency-replayed"], "true");
+        assert_eq!(again.json::<serde_json::Value>().await.unwrap()["count"], 1, "the first vote's count");
+    }
+    assert_eq!(app.get_json("/api/v1/votes").await["votes"]["ihop"], 1, "counted once");
+
+    let reused = send("tap-1", "/api/v1/votes/chipotle").await.unwrap();
+    assert_eq!(reused.status(), 409);
+    let body: serde_json::Value = reused.json().await.unwrap();
+    assert!(body["error"].as_str().unwrap().contains("ihop"), "{body}");
+
+    let bad = send("has space", "/api/v1/votes/ihop").await.unwrap();
+    assert_eq!(bad.status(), 400);
+    assert!(bad.text().await.unwrap().contains("Idempotency-Key"));
+    // The JSON-body form takes the header too.
+    let body = app
+        .client
+        .post(format!("{}/api/v1/votes", app.base))
+        .header("Idempotency-Key", "tap-2")
+        .json(&serde_json::json!({"restaurant": "ihop"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(body.json::<serde_json::Value>().await.unwrap()["count"], 2);
+    assert_eq!(app.get_json("/api/v1/votes").await["total"], 2);
+}
+
 async fn get_votes_returns_an_object_with_the_total(b: Backend) {
     let app = spawn_app(b).await;
     app.request(Method::POST, "/api/v1/votes/ihop").await;
@@ -205,6 +243,7 @@ async fn replicas_lists_this_replica_with_its_request_count(b: Backend) {
 }
 
 on_both_backends!(
+    a_vote_with_an_idempotency_key_counts_once_and_says_when_it_was_a_repeat,
     replicas_lists_this_replica_with_its_request_count,
     post_with_a_json_body_votes_and_returns_a_receipt,
     a_page_on_another_origin_may_read_which_replica_answered,

@@ -191,9 +191,43 @@ pub async fn vote(State(state): State<UiState>, Path(name): Path<String>) -> Res
     Ok(Redirect::to(&target).into_response())
 }
 
+/// Sends of one form vote at most, while the app server cannot answer.
+const VOTE_ATTEMPTS: u32 = 3;
+
+/// A fresh key for one form vote: the time, and randomness from the
+/// standard library's per-process hash keys.
+fn idempotency_key() -> api::IdempotencyKey {
+    use std::hash::BuildHasher;
+    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let random = std::collections::hash_map::RandomState::new().hash_one(n);
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    format!("ui-{:x}-{random:016x}-{n:x}", now.as_millis()).parse().unwrap_or_else(|_| {
+        // Only hex digits and dashes above: always a valid key.
+        unreachable!("a hex key is always valid")
+    })
+}
+
 async fn cast(state: &UiState, restaurant: Restaurant) -> Result<(), UiError> {
     let wait = state.config.upstream_timeout;
-    let modern = state.upstream.call::<VoteReceipt>(Method::POST, &api::vote(restaurant), wait).await?;
+    // Retried with the same key while the app server cannot answer: it
+    // counts the key once even if an earlier send counted and only its
+    // answer was lost.
+    let key = idempotency_key();
+    let mut attempt = 1;
+    let modern = loop {
+        let sent = state
+            .upstream
+            .call_keyed::<VoteReceipt>(Method::POST, &api::vote(restaurant), wait, Some(&key))
+            .await;
+        match sent {
+            Err(UiError::Unreachable { .. } | UiError::UpstreamTimeout(_)) if attempt < VOTE_ATTEMPTS => {}
+            Err(UiError::Refused { status: 503, .. }) if attempt < VOTE_ATTEMPTS => {}
+            other => break other?,
+        }
+        tokio::time::sleep(Duration::from_millis(200 << attempt)).await;
+        attempt += 1;
+    };
     if modern.is_none() {
         // The original app server: it votes on GET and answers the bare count.
         let path = api::legacy_vote(restaurant);

@@ -222,15 +222,28 @@ impl Upstream {
         path: &str,
         timeout: Duration,
     ) -> Result<Option<Answer<T>>, UiError> {
+        self.call_keyed(method, path, timeout, None).await
+    }
+
+    /// [`Upstream::call`] with an `Idempotency-Key`, when given.
+    pub async fn call_keyed<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        timeout: Duration,
+        key: Option<&yelb_core::api::IdempotencyKey>,
+    ) -> Result<Option<Answer<T>>, UiError> {
         // An empty POST still says `Content-Length: 0`: the original app
         // server (WEBrick) answers a POST without one with 411.
-        let request = Request::builder()
+        let mut builder = Request::builder()
             .method(method)
             .uri(self.uri(path)?)
             .header(header::ACCEPT, "application/json")
-            .header(header::CONTENT_LENGTH, "0")
-            .body(Body::empty())
-            .map_err(|e| UiError::BadRequest(e.to_string()))?;
+            .header(header::CONTENT_LENGTH, "0");
+        if let Some(key) = key {
+            builder = builder.header(yelb_core::api::IDEMPOTENCY_KEY, key.as_str());
+        }
+        let request = builder.body(Body::empty()).map_err(|e| UiError::BadRequest(e.to_string()))?;
         let response = self.send(request, timeout).await?;
         let status = response.status();
         // 404/405: no such route. 411: WEBrick refusing a bodiless POST, seen

@@ -20,11 +20,18 @@ use yelb_testkit::{shared_pg, shared_redis, unique_name};
 /// The flags that put app servers on the shared Postgres and Redis, each
 /// call with a database and key prefix of its own.
 pub fn real_backends() -> Vec<String> {
-    vec![
-        format!("--database-url={}", shared_pg().url(&unique_name("yelb_ui"))),
+    real_backends_named().0
+}
+
+/// [`real_backends`] and the name of its database (for `psql`).
+pub fn real_backends_named() -> (Vec<String>, String) {
+    let db = unique_name("yelb_ui");
+    let flags = vec![
+        format!("--database-url={}", shared_pg().url(&db)),
         format!("--redis-url={}", shared_redis().url()),
         format!("--redis-key-prefix={}:", unique_name("ui")),
-    ]
+    ];
+    (flags, db)
 }
 
 /// An app server running in this process.
