@@ -10,6 +10,8 @@
 
 // Tests fail loudly on purpose: an unwrap is an assertion here.
 #![allow(clippy::unwrap_used)]
+// The run prints its figures (seen with --nocapture) for BENCHMARKS.md.
+#![allow(clippy::print_stdout)]
 
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -242,8 +244,8 @@ async fn chaos(keyed: bool) {
     let load = |a: &[AtomicU64; 4]| -> [u64; 4] { std::array::from_fn(|i| a[i].load(Ordering::Relaxed)) };
     let (acked, doubtful) = (load(&tally.acked), load(&tally.doubtful));
     println!(
-        "chaos ({}): {:.1} s, {} voters; acknowledged {} ({:.0}/s) after {} failed sends (503: {}) retried with \
-         their keys, {} retries answered as repeats of a vote already counted; unresolved {}; database {}",
+        "chaos ({}): {:.1} s, {} voters; acknowledged {} ({:.0}/s) after {} failed sends (503: {}); \
+         {} retries answered as repeats of a vote already counted; unresolved {}; database {}",
         if keyed { "keyed, retried" } else { "no keys, no retries" },
         elapsed.as_secs_f64(),
         VOTERS,

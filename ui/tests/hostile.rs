@@ -130,6 +130,8 @@ async fn a_silent_connection_to_the_ui_is_closed_after_the_header_timeout() {
     assert!(!answer.contains("200 OK"), "{answer}");
 }
 
+// Prints its figures (seen with --nocapture) for BENCHMARKS.md.
+#[allow(clippy::print_stdout)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn raw_socket_fuzzing_of_the_ui_gets_no_500_no_hang_and_leaves_it_healthy() {
     use yelb_testkit::fuzz;

@@ -170,6 +170,8 @@ fn get_body(port: u16, path: &str) -> String {
     out
 }
 
+// Prints its figures (seen with --nocapture) for BENCHMARKS.md.
+#[allow(clippy::print_stdout)]
 #[test]
 fn raw_socket_fuzzing_gets_no_500_no_hang_and_leaves_the_server_healthy_and_small() {
     use yelb_testkit::fuzz;
