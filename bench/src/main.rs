@@ -10,27 +10,14 @@
 
 #![allow(clippy::print_stdout)] // a benchmark's job is to print figures
 
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use futures_util::StreamExt;
 use yelb_testkit::{PgServer, RedisServer, free_port};
 
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn bin(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().expect("own path");
-    exe.with_file_name(name)
-}
+use yelb_bench::{Proc, bin};
 
 fn rss_kib(pid: u32, field: &str) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();

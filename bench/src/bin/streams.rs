@@ -14,24 +14,16 @@
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
+use yelb_bench::{Proc, bin};
 use yelb_testkit::free_port;
 use yelb_testkit::fuzz::rss_kib;
 
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 fn spawn(name: &str, vars: &[(&str, String)]) -> Result<Proc> {
-    let exe = std::env::current_exe()?.with_file_name(name);
+    let exe = bin(name);
     let mut cmd = Command::new(&exe);
     cmd.env_clear().env("RUST_LOG", "error").stdin(Stdio::null());
     for (k, v) in std::env::vars().filter(|(k, _)| k.starts_with("MIMALLOC_")) {
