@@ -51,8 +51,13 @@ build_images() {
   local with=$1
   "$with" -t postgres:15-bookworm -f deploy/test/standins/postgres.Dockerfile deploy/test/standins
   "$with" -t redis:7-bookworm -f deploy/test/standins/redis.Dockerfile deploy/test/standins
-  "$with" --build-arg RUST_IMAGE=yelb-test/rootfs:bookworm -t yelb-appserver:latest -f appserver/Dockerfile .
-  "$with" --build-arg RUST_IMAGE=yelb-test/rootfs:bookworm -t yelb-ui:latest -f ui/Dockerfile .
+  # The host-built binaries come in through a context of their own (the
+  # repository's files plus prebuilt/), never through the repository's,
+  # whose .dockerignore leaves prebuilt/ out.
+  "$with" --build-arg RUST_IMAGE=yelb-test/rootfs:bookworm --build-arg PREBUILT=1 \
+    -t yelb-appserver:latest -f "$context/appserver/Dockerfile" "$context"
+  "$with" --build-arg RUST_IMAGE=yelb-test/rootfs:bookworm --build-arg PREBUILT=1 \
+    -t yelb-ui:latest -f "$context/ui/Dockerfile" "$context"
   "$with" -t yelb-db:latest deploy/db
   "$with" -t yelb-cache:latest deploy/cache
 }
@@ -133,10 +138,13 @@ step "binaries for the build stage (static, musl)"
 rustup target list --installed | grep -qx x86_64-unknown-linux-musl || rustup target add x86_64-unknown-linux-musl
 cargo build -q --release --locked --target x86_64-unknown-linux-musl -p yelb-appserver -p yelb-ui
 ./scripts/build-ui.sh >/dev/null
-rm -rf prebuilt && mkdir -p prebuilt
-cp target/x86_64-unknown-linux-musl/release/yelb-appserver target/x86_64-unknown-linux-musl/release/yelb-ui prebuilt/
-cp -r target/site prebuilt/site
-ls -l prebuilt/yelb-appserver prebuilt/yelb-ui | awk '{print "  " $9 ": " $5 " bytes"}'
+context="$work/context"
+rm -rf "$context" && mkdir -p "$context/prebuilt"
+git ls-files -z | tar --null -T - -c | tar -x -C "$context"
+grep -vx 'prebuilt' .dockerignore > "$context/.dockerignore"
+cp target/x86_64-unknown-linux-musl/release/yelb-appserver target/x86_64-unknown-linux-musl/release/yelb-ui "$context/prebuilt/"
+cp -r target/site "$context/prebuilt/site"
+ls -l "$context/prebuilt/yelb-appserver" "$context/prebuilt/yelb-ui" | awk '{n = split($9, p, "/"); print "  prebuilt/" p[n] ": " $5 " bytes"}'
 
 step "Debian base image (debootstrap, cached in target/deploy)"
 rootfs="$work/rootfs"
@@ -149,7 +157,7 @@ fi
 
 step "Docker engine in a network namespace"
 netns="yelb-deploy-$$"
-trap 'docker compose down -v --remove-orphans >/dev/null 2>&1 || true; docker stack rm yelb >/dev/null 2>&1 || true; dockerd_stop; rm -rf prebuilt "$work/engine"' EXIT
+trap 'docker compose down -v --remove-orphans >/dev/null 2>&1 || true; docker stack rm yelb >/dev/null 2>&1 || true; dockerd_stop; rm -rf "$work/context" "$work/engine"' EXIT
 dockerd_start "$netns" "$work/engine"
 docker version --format 'engine {{.Server.Version}} in netns '"$netns"
 
@@ -276,7 +284,7 @@ podman_stop() {
   rm -rf "$pm_dir"
 }
 pm() { env -u DOCKER_CONFIG nsenter --net="/run/netns/$pm_netns" podman --root "$pm_dir/storage" --runroot "$pm_dir/run" "$@"; }
-trap 'podman_stop; docker compose down -v --remove-orphans >/dev/null 2>&1 || true; dockerd_stop; rm -rf prebuilt "$work/engine"' EXIT
+trap 'podman_stop; docker compose down -v --remove-orphans >/dev/null 2>&1 || true; dockerd_stop; rm -rf "$work/context" "$work/engine"' EXIT
 pm_build() { pm build -q --network=none "$@" >/dev/null 2>"$work/build.log" || { cat "$work/build.log"; fail "podman build $*"; }; }
 tar -C "$rootfs" -c . | pm import - yelb-test/rootfs:bookworm >/dev/null 2>&1
 build_images pm_build
