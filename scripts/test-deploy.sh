@@ -87,7 +87,7 @@ echo "helm lint --strict: ok"
 ! "$helm" template yelb deploy/helm/yelb --set ui.service.type=Bogus >/dev/null 2>&1 \
   || fail "values.schema.json let a bad Service type through"
 for values in "" "--set ui.service.type=NodePort --set ui.service.nodePort=30080 --set ingress.enabled=true --set autoscaling.enabled=false --set ingress.tlsSecretName=yelb-tls --set db.existingSecret=my-db" \
-  "--set ui.service.type=LoadBalancer --set networkPolicy.enabled=false --set image.registry=registry.example.com/yelb"; do
+  "--set ui.service.type=LoadBalancer --set networkPolicy.enabled=false --set image.registry=registry.example.com/yelb --set cache.auth.enabled=true"; do
   # shellcheck disable=SC2086
   "$helm" template yelb deploy/helm/yelb $values > "$work/helm.yaml"
   for minor in $(seq 25 37); do

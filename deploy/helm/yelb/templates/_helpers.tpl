@@ -43,3 +43,8 @@ allowPrivilegeEscalation: false
 readOnlyRootFilesystem: true
 capabilities: {drop: ["ALL"]}
 {{- end -}}
+
+{{/* The Secret holding the Redis password (key: password), with auth on. */}}
+{{- define "yelb.cacheSecret" -}}
+{{- .Values.cache.auth.existingSecret | default "yelb-cache" -}}
+{{- end -}}
