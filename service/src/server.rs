@@ -99,7 +99,7 @@ const BUSY: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\n\
 content-type: application/json\r\n\
 retry-after: 1\r\n\
 connection: close\r\n\
-content-length: 83\r\n\r\n\
+content-length: 81\r\n\r\n\
 {\"error\":\"this server has too many open connections; retry shortly\",\"status\":503}";
 
 /// Raises the soft limit on open files to the hard limit and returns it (or
