@@ -206,7 +206,8 @@ impl Db {
     /// safe to run from many replicas at once. Until it has succeeded once,
     /// votes and reads fail with [`DbError::NotReady`].
     pub async fn ensure_schema(&self) -> Result<()> {
-        let result = schema::ensure(&self.inner.pg_config, &self.inner.pool).await;
+        let result =
+            schema::ensure(&self.inner.pg_config, &self.inner.pool, self.inner.statement_timeout).await;
         let mut why = self.inner.schema_error.lock().unwrap_or_else(|e| e.into_inner());
         match &result {
             Ok(()) => {

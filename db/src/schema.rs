@@ -17,6 +17,8 @@
 //! `CREATE TABLE IF NOT EXISTS` statements can still collide in the catalog
 //! (seen in CI as `type "restaurants" already exists`).
 
+use std::time::Duration;
+
 use deadpool_postgres::Pool;
 use tokio_postgres::NoTls;
 use tokio_postgres::error::SqlState;
@@ -33,18 +35,32 @@ const LOCK: &str = "SELECT pg_advisory_xact_lock(hashtext('yelb:schema'))";
 const SEED: &str = "INSERT INTO restaurants (name, count) \
      SELECT unnest($1::text[]), 0 ON CONFLICT (name) DO NOTHING";
 
-/// Runs the three steps (see the module docs).
-pub async fn ensure(pg_config: &PgConfig, pool: &Pool) -> Result<()> {
+/// Runs the steps (see the module docs), each attempt bounded by `timeout`.
+pub async fn ensure(pg_config: &PgConfig, pool: &Pool, timeout: Duration) -> Result<()> {
     match pool.get().await {
-        Ok(mut client) => create_table(&mut client).await,
+        Ok(client) => create_table_bounded(client, timeout).await,
         Err(deadpool_postgres::PoolError::Backend(e))
             if e.code() == Some(&SqlState::INVALID_CATALOG_NAME) =>
         {
             create_database(pg_config).await?;
-            let mut client = pool.get().await?;
-            create_table(&mut client).await
+            create_table_bounded(pool.get().await?, timeout).await
         }
         Err(e) => Err(e.into()),
+    }
+}
+
+/// [`create_table`] under `timeout`. A connection that stalls (half-open: a
+/// network cut while the app server starts, as when a pod's network is
+/// re-plugged) is dropped from the pool, and the caller's retry gets a new
+/// one; without this the schema task waited on it for ever and the replica
+/// never became ready.
+async fn create_table_bounded(mut client: deadpool_postgres::Object, timeout: Duration) -> Result<()> {
+    match tokio::time::timeout(timeout, create_table(&mut client)).await {
+        Ok(result) => result,
+        Err(_) => {
+            drop(deadpool_postgres::Object::take(client));
+            Err(DbError::Timeout(timeout))
+        }
     }
 }
 

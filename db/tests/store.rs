@@ -279,3 +279,23 @@ async fn concurrent_sends_of_one_key_count_once() {
     assert_eq!(counted, 1, "exactly one send counted");
     assert_eq!(db.votes().await.unwrap().chipotle, 1);
 }
+
+#[tokio::test]
+async fn creating_the_schema_on_a_stalled_connection_gives_up_and_the_next_attempt_succeeds() {
+    let pg = PgServer::start_new();
+    let options = DbOptions { statement_timeout: Duration::from_millis(800), ..DbOptions::default() };
+    // The maintenance database exists, so the pool holds a live connection.
+    let db = Db::new(config(&pg, "postgres"), &options).unwrap();
+    db.ping().await.unwrap();
+
+    pg.freeze();
+    let attempt = tokio::time::timeout(Duration::from_secs(10), db.ensure_schema()).await;
+    pg.thaw();
+    let result = attempt.expect("a schema attempt must not wait for ever on a stalled connection");
+    assert!(result.is_err(), "{result:?}");
+    assert!(db.schema_error().is_some(), "/readyz can say why");
+
+    db.ensure_schema().await.unwrap();
+    assert!(db.schema_ready());
+    assert_eq!(db.vote(Restaurant::Ihop).await.unwrap().count, 1);
+}
