@@ -81,6 +81,16 @@ async fn past_the_connection_cap_a_client_gets_a_clear_503_and_health_returns_af
     assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
     assert!(answer.contains("too many open connections"), "{answer}");
     assert!(answer.to_ascii_lowercase().contains("retry-after: 1"), "{answer}");
+    // The body is exactly as long as the head says (a client that trusts
+    // Content-Length would otherwise wait for bytes that never come).
+    let (head, body) = answer.split_once("\r\n\r\n").unwrap();
+    let declared: usize = head
+        .lines()
+        .find_map(|l| {
+            l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().parse().unwrap())
+        })
+        .expect("a Content-Length");
+    assert_eq!(body.len(), declared, "{answer}");
     drop(held);
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
