@@ -135,7 +135,9 @@ impl Upstream {
     /// Sends one request and waits (at most the configured timeout) for the
     /// answer to begin; the body then streams for as long as it lasts.
     async fn send(&self, mut request: Request<Body>, timeout: Duration) -> Result<Response<Body>, UiError> {
-        let endpoint = request.uri().authority().map_or_else(|| self.base(), |a| format!("http://{a}"));
+        // Named in errors only: kept as the authority, formatted when needed.
+        let authority = request.uri().authority().cloned();
+        let endpoint = || authority.as_ref().map_or_else(|| self.base(), |a| format!("http://{a}"));
         if !self.keepalive {
             // Tell the app server too, so neither side keeps the socket around.
             request.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
@@ -144,7 +146,7 @@ impl Upstream {
         let response = match sent {
             Err(_) => {
                 self.saw(Reachability::Unreachable);
-                return Err(UiError::UpstreamTimeout(endpoint));
+                return Err(UiError::UpstreamTimeout(endpoint()));
             }
             // The browser's own request body failed (a malformed chunked
             // body, a body that stalled past the timeout): the browser's
@@ -157,7 +159,7 @@ impl Upstream {
             }
             Ok(Err(e)) => {
                 self.saw(Reachability::Unreachable);
-                return Err(UiError::Unreachable { endpoint, why: cause(&e) });
+                return Err(UiError::Unreachable { endpoint: endpoint(), why: cause(&e) });
             }
             Ok(Ok(response)) => {
                 self.saw(Reachability::Reachable);
