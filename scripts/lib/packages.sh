@@ -1,6 +1,6 @@
 # Sourced by the scripts: `ensure_packages NAME...` installs, from Debian's
 # archive, whichever of these tools is missing, by the name of what it gives:
-#   postgres  redis  chromium  wrk  docker  debootstrap  musl  podman
+#   postgres  redis  chromium  wrk  docker  debootstrap  podman  qemu  registry
 ensure_packages() {
   local need=() tool
   for tool in "$@"; do
@@ -14,7 +14,8 @@ ensure_packages() {
       wrk) command -v wrk >/dev/null || need+=(wrk) ;;
       docker) command -v dockerd >/dev/null || need+=(docker.io) ;;
       debootstrap) command -v debootstrap >/dev/null || need+=(debootstrap) ;;
-      musl) command -v musl-gcc >/dev/null || need+=(musl-tools) ;;
+      qemu) [ -x /usr/libexec/qemu-binfmt/aarch64-binfmt-P ] || need+=(qemu-user-static) ;;
+      registry) command -v docker-registry >/dev/null || need+=(docker-registry) ;;
       podman)
         command -v podman >/dev/null || need+=(podman)
         command -v catatonit >/dev/null || need+=(catatonit)
