@@ -16,6 +16,8 @@ stop() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; wait
 trap stop EXIT INT TERM
 
 if [ -z "${YELB_APPSERVER_ENDPOINT:-}" ]; then
+  # Stage control (reset, faults) with a fresh token, unless one is given.
+  export YELB_ADMIN_TOKEN="${YELB_ADMIN_TOKEN:-$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')}"
   ./target/release/yelb-appserver &
   pids+=($!)
   export YELB_APPSERVER_ENDPOINT="http://127.0.0.1:${YELB_PORT:-4567}"
@@ -26,5 +28,11 @@ pids+=($!)
 echo
 echo "Yelb is running: open http://localhost:${YELB_UI_PORT:-8080}/  (Ctrl-C stops it)"
 echo "  app server: ${YELB_APPSERVER_ENDPOINT}  (API docs at /api/openapi.json)"
+if [ -n "${YELB_ADMIN_TOKEN:-}" ]; then
+  echo "  stage control: Authorization: Bearer ${YELB_ADMIN_TOKEN}"
+  echo "    reset:  curl -X POST -H 'Authorization: Bearer ${YELB_ADMIN_TOKEN}' ${YELB_APPSERVER_ENDPOINT}/api/v1/admin/reset"
+  echo "    faults: curl -X PUT -H 'Authorization: Bearer ${YELB_ADMIN_TOKEN}' -H 'Content-Type: application/json' \\"
+  echo "              -d '{\"scope\":\"all\",\"ttl_secs\":60,\"error_rate\":0.3}' ${YELB_APPSERVER_ENDPOINT}/api/v1/admin/faults"
+fi
 echo
 wait -n "${pids[@]}"

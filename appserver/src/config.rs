@@ -113,6 +113,10 @@ pub struct Args {
     #[arg(long, env = "YELB_HEADER_TIMEOUT", default_value = "10")]
     pub header_timeout: String,
 
+    /// Stage control: the bearer token of /api/v1/admin (reset, faults); unset, those routes answer 404 and no fault applies here.
+    #[arg(long, env = "YELB_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
+
     /// Seconds /readyz reports "shutting down" before the server stops taking connections (give load balancers time to notice).
     #[arg(long, env = "YELB_SHUTDOWN_DELAY", default_value = "0")]
     pub shutdown_delay: String,
@@ -184,6 +188,8 @@ pub struct Config {
     pub events_heartbeat: Duration,
     /// Connection, stream and timeout limits of the HTTP server.
     pub limits: yelb_service::Limits,
+    /// Stage control's token (`None`: off).
+    pub admin_token: Option<SecretString>,
     /// The subcommand, if any.
     pub command: Option<Command>,
 }
@@ -263,6 +269,17 @@ impl Config {
             shutdown_delay: parse_secs("YELB_SHUTDOWN_DELAY", &args.shutdown_delay)?,
             shutdown_timeout: parse_secs("YELB_SHUTDOWN_TIMEOUT", &args.shutdown_timeout)?,
             command: args.command.clone(),
+            admin_token: match non_empty(args.admin_token.as_ref()) {
+                None => None,
+                Some(t) if t.len() < 8 || !t.chars().all(|c| c.is_ascii_graphic()) => {
+                    return Err(ConfigError::new(
+                        "YELB_ADMIN_TOKEN",
+                        "<hidden>",
+                        "expected at least 8 printable characters without spaces",
+                    ));
+                }
+                Some(t) => Some(SecretString::from(t.to_owned())),
+            },
             limits: yelb_service::Limits {
                 max_connections: yelb_service::parse_count(
                     "YELB_MAX_CONNECTIONS",

@@ -40,18 +40,32 @@ pub enum AppError {
     /// A store cannot answer now.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// An admin request without the right bearer token.
+    #[error("stage control needs Authorization: Bearer <YELB_ADMIN_TOKEN>")]
+    Unauthorized,
+    /// An admin request while stage control is off.
+    #[error("stage control is off on this replica: set YELB_ADMIN_TOKEN to turn on /api/v1/admin")]
+    AdminDisabled,
+    /// An error injected by a fault (the error rate, 0 to 1).
+    #[error("injected fault: this replica fails {:.0}% of requests for now", .0 * 100.0)]
+    Injected(f64),
 }
 
 impl AppError {
     /// The status this error answers with.
     pub fn status(&self) -> StatusCode {
         match self {
-            AppError::UnknownRestaurant(_) | AppError::NotFound(_) => StatusCode::NOT_FOUND,
+            AppError::UnknownRestaurant(_) | AppError::NotFound(_) | AppError::AdminDisabled => {
+                StatusCode::NOT_FOUND
+            }
+            AppError::Unauthorized => StatusCode::UNAUTHORIZED,
             AppError::BadRequest { status, .. } => *status,
             AppError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             // The key names an earlier vote that conflicts with this one.
             AppError::Store(StoreError::Db(yelb_db::DbError::KeyReused { .. })) => StatusCode::CONFLICT,
-            AppError::Store(_) | AppError::TooManyStreams(_) => StatusCode::SERVICE_UNAVAILABLE,
+            AppError::Store(_) | AppError::TooManyStreams(_) | AppError::Injected(_) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
         }
     }
 
@@ -78,7 +92,7 @@ impl AppError {
 impl IntoResponse for AppError {
     fn into_response(self) -> Response {
         let status = self.status();
-        if status.is_server_error() {
+        if status.is_server_error() && !matches!(self, AppError::Injected(_)) {
             // One line per outage, not one per request: an outage under
             // load would otherwise write thousands of lines a second.
             if let Some(suppressed) = LOG_GATE.open() {

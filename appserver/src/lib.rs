@@ -25,6 +25,7 @@ use tokio::net::TcpListener;
 
 pub mod config;
 pub mod error;
+pub mod faults;
 pub mod live;
 pub mod metrics;
 pub mod replicas;
@@ -117,6 +118,7 @@ pub fn build_state(config: &Config) -> anyhow::Result<AppState> {
         views,
         config.events_heartbeat,
         config.limits.max_streams,
+        config.admin_token.clone(),
     );
     tracing::info!(hostname = %config.hostname, "{}", config.describe_backends());
     start_background(&state);
@@ -124,6 +126,9 @@ pub fn build_state(config: &Config) -> anyhow::Result<AppState> {
 }
 
 fn start_background(state: &AppState) {
+    if state.admin_token().is_some() {
+        faults::spawn_watcher(state.clone());
+    }
     let stop = state.stop_token().clone();
     if let Some(db) = state.votes().as_postgres() {
         let (db, state2) = (db.clone(), state.clone());

@@ -5,8 +5,9 @@
 //!   a slow client skips straight to the newest state instead of queueing.
 //! - [`spawn_bridge`]: with Redis, two tasks connect the hub to the other
 //!   replicas: one publishes this replica's own changes, one merges what the
-//!   others publish. States only grow, so merging is a per-field max and the
-//!   order messages arrive in does not matter.
+//!   others publish. Within an epoch states only grow, so merging is a
+//!   per-field max and the order messages arrive in does not matter; a reset
+//!   starts a newer epoch, whose state replaces the old one whole.
 //!
 //! While Redis is down each replica's page still updates from its own votes;
 //! the bridge resubscribes with backoff and catches up on reconnect.
@@ -19,11 +20,14 @@ use futures_util::StreamExt;
 use tokio::sync::{Notify, watch};
 use tokio_util::sync::CancellationToken;
 use yelb_cache::Cache;
-use yelb_core::wire::LiveState;
+use yelb_core::wire::{LiveState, Merged};
 
 /// The least time between two publishes from one replica: a burst of votes
 /// becomes one message per window, well inside the 250 ms latency budget.
 const PUBLISH_INTERVAL: Duration = Duration::from_millis(5);
+
+/// How long after hearing of a reset a replica reads the counts again.
+const RESET_SETTLE: Duration = Duration::from_millis(300);
 
 /// This replica's newest known state. Shared through an `Arc` in the app state.
 pub struct LiveHub {
@@ -39,22 +43,36 @@ impl Default for LiveHub {
 
 impl LiveHub {
     /// Folds in a state from anywhere; wakes subscribers if it changed anything.
-    pub fn merge(&self, update: &LiveState) -> bool {
+    ///
+    /// A state read or counted here must carry the epoch [`LiveHub::epoch`]
+    /// gave *before* the read started: if a reset lands meanwhile, the stale
+    /// numbers then belong to the old epoch and are ignored.
+    pub fn merge(&self, update: &LiveState) -> Merged {
         // Most updates (every read under load) change nothing: find that out
         // under the shared read lock before taking the write lock.
         let mut probe = *self.state.borrow();
-        if !probe.merge(update) {
-            return false;
+        if probe.merge(update) == Merged::Unchanged {
+            return Merged::Unchanged;
         }
-        self.state.send_if_modified(|current| current.merge(update))
+        let mut merged = Merged::Unchanged;
+        self.state.send_if_modified(|current| {
+            merged = current.merge(update);
+            merged != Merged::Unchanged
+        });
+        merged
     }
 
     /// Folds in a change made through this replica, and has it published to
     /// the others.
     pub fn local_change(&self, update: &LiveState) {
-        if self.merge(update) {
+        if self.merge(update) != Merged::Unchanged {
             self.local_change.notify_one();
         }
+    }
+
+    /// The current reset generation.
+    pub fn epoch(&self) -> u64 {
+        self.state.borrow().epoch
     }
 
     /// The newest state.
@@ -129,7 +147,16 @@ async fn subscribe_loop(hub: Arc<LiveHub>, cache: Cache, catch_up: CatchUp) {
         let since = tokio::time::Instant::now();
         let mut events = std::pin::pin!(events);
         while let Some(state) = events.next().await {
-            hub.merge(&state);
+            if hub.merge(&state) == Merged::Reset {
+                // A reset elsewhere: a vote counted here just before this
+                // replica heard of it went to the old epoch. Read again once
+                // the reset has settled.
+                let catch_up = catch_up.clone();
+                tokio::spawn(async move {
+                    tokio::time::sleep(RESET_SETTLE).await;
+                    catch_up().await;
+                });
+            }
         }
         quick_drops = if since.elapsed() < Duration::from_secs(5) { quick_drops + 1 } else { 0 };
         tracing::warn!("live events: lost the Redis subscription");

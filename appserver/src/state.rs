@@ -31,20 +31,27 @@ struct Inner {
     served: AtomicU64,
     /// The cap on open event streams.
     streams: yelb_service::StreamSlots,
+    /// The faults in force ([`crate::faults`]).
+    faults: crate::faults::Faults,
+    /// Stage control's bearer token; `None` turns it off.
+    admin_token: Option<secrecy::SecretString>,
 }
 
 impl AppState {
     /// Builds the state around ready-made stores; `heartbeat` is the idle
     /// interval of event streams.
-    /// At most `max_streams` event streams are open at once.
+    /// At most `max_streams` event streams are open at once. With an
+    /// `admin_token`, stage control (`/api/v1/admin`, faults) is on.
     pub fn new(
         hostname: String,
         votes: VoteStore,
         views: ViewStore,
         heartbeat: Duration,
         max_streams: usize,
+        admin_token: Option<secrecy::SecretString>,
     ) -> AppState {
         let metrics = Metrics::new(&hostname, votes.backend_name(), views.backend_name());
+        let faults = crate::faults::Faults::new(&hostname);
         AppState {
             inner: Arc::new(Inner {
                 hostname,
@@ -57,6 +64,8 @@ impl AppState {
                 heartbeat,
                 served: AtomicU64::new(0),
                 streams: yelb_service::StreamSlots::new(max_streams),
+                faults,
+                admin_token,
             }),
         }
     }
@@ -96,6 +105,17 @@ impl AppState {
         self.inner.heartbeat
     }
 
+    /// The faults in force.
+    pub fn faults(&self) -> &crate::faults::Faults {
+        &self.inner.faults
+    }
+
+    /// Stage control's token, when it is on.
+    pub fn admin_token(&self) -> Option<&str> {
+        use secrecy::ExposeSecret as _;
+        self.inner.admin_token.as_ref().map(|t| t.expose_secret())
+    }
+
     /// The cap on open event streams.
     pub fn streams(&self) -> &yelb_service::StreamSlots {
         &self.inner.streams
@@ -123,9 +143,10 @@ impl AppState {
 
     /// Casts a vote and tells the live hub.
     pub async fn vote(&self, r: yelb_core::Restaurant) -> Result<i64, crate::AppError> {
+        let epoch = self.live().epoch();
         let (count, counts) = self.votes().vote(r).await?;
         self.metrics().vote(r);
-        self.live().local_change(&LiveState { votes: counts, pageviews: 0 });
+        self.live().local_change(&LiveState { votes: counts, pageviews: 0, epoch });
         Ok(count)
     }
 
@@ -136,35 +157,69 @@ impl AppState {
         key: &yelb_core::api::IdempotencyKey,
         r: yelb_core::Restaurant,
     ) -> Result<crate::store::Cast, crate::AppError> {
+        let epoch = self.live().epoch();
         let cast = self.votes().vote_once(key, r).await?;
         if !cast.replayed {
             self.metrics().vote(r);
-            self.live().local_change(&LiveState { votes: cast.counts, pageviews: 0 });
+            self.live().local_change(&LiveState { votes: cast.counts, pageviews: 0, epoch });
         }
         Ok(cast)
     }
 
     /// Counts a page view and tells the live hub.
     pub async fn count_view(&self) -> Result<i64, crate::AppError> {
+        let epoch = self.live().epoch();
         let pageviews = self.views().incr().await?;
-        self.live().local_change(&LiveState { pageviews, ..Default::default() });
+        self.live().local_change(&LiveState { pageviews, epoch, ..Default::default() });
         Ok(pageviews)
     }
 
-    /// Best effort: reads the counts and the page views and folds them into
-    /// the live hub, so what it shows starts from fresh numbers. A backend
-    /// that is down is skipped (the hub still carries what others publish).
+    /// Best effort: reads the epoch, the counts and the page views and folds
+    /// them into the live hub, so what it shows starts from fresh numbers. A
+    /// backend that is down is skipped (the hub still carries what others
+    /// publish).
     pub async fn refresh_live(&self) {
+        if let Some(cache) = self.views().as_redis()
+            && let Ok(epoch) = cache.epoch().await
+        {
+            self.live().merge(&LiveState { epoch, ..Default::default() });
+        }
         let _ = self.counts().await;
+        let epoch = self.live().epoch();
         if let Ok(pageviews) = self.views().get().await {
-            self.live().merge(&LiveState { pageviews, ..Default::default() });
+            self.live().merge(&LiveState { pageviews, epoch, ..Default::default() });
         }
     }
 
-    /// Reads the counts and tells the live hub what it learned.
-    pub async fn counts(&self) -> Result<yelb_core::VoteCounts, crate::AppError> {
+    /// Reads the counts and tells the live hub what it learned. Returns them
+    /// with the epoch they belong to.
+    pub async fn counts_in_epoch(&self) -> Result<(yelb_core::VoteCounts, u64), crate::AppError> {
+        let epoch = self.live().epoch();
         let counts = self.votes().counts().await?;
-        self.live().merge(&LiveState { votes: counts, pageviews: 0 });
-        Ok(counts)
+        self.live().merge(&LiveState { votes: counts, pageviews: 0, epoch });
+        Ok((counts, epoch))
+    }
+
+    /// [`AppState::counts_in_epoch`] without the epoch.
+    pub async fn counts(&self) -> Result<yelb_core::VoteCounts, crate::AppError> {
+        Ok(self.counts_in_epoch().await?.0)
+    }
+
+    /// Sets every vote and the page views to zero, on every replica: a new
+    /// epoch (from Redis when there is one, so every replica agrees on it),
+    /// the stores zeroed, and the new state published, which replaces the
+    /// old one on every open page. Returns the new epoch.
+    pub async fn reset(&self) -> Result<u64, crate::AppError> {
+        let epoch = match self.views().as_redis() {
+            Some(cache) => {
+                cache.next_epoch(self.live().epoch() + 1).await.map_err(crate::store::StoreError::from)?
+            }
+            None => self.live().epoch() + 1,
+        };
+        self.votes().reset().await?;
+        self.views().reset().await?;
+        self.live().local_change(&LiveState { epoch, ..Default::default() });
+        tracing::info!(epoch, "reset: votes and page views are zero");
+        Ok(epoch)
     }
 }

@@ -166,6 +166,17 @@ impl VoteStore {
         }
     }
 
+    /// Sets every count to zero and forgets every idempotency key.
+    pub async fn reset(&self) -> Result<(), StoreError> {
+        match &self.0 {
+            Votes::Memory(counted) => {
+                *counted.lock().unwrap_or_else(|e| e.into_inner()) = Counted::default();
+                Ok(())
+            }
+            Votes::Postgres(db) => Ok(db.reset().await?),
+        }
+    }
+
     /// Every count, as fresh as the moment of the call.
     pub async fn counts(&self) -> Result<VoteCounts, StoreError> {
         match &self.0 {
@@ -224,6 +235,17 @@ impl ViewStore {
         match &self.0 {
             Views::Memory(n) => Ok(n.fetch_add(1, Ordering::Relaxed) + 1),
             Views::Redis(cache) => Ok(cache.incr_pageviews().await?),
+        }
+    }
+
+    /// Sets the counter to zero.
+    pub async fn reset(&self) -> Result<(), StoreError> {
+        match &self.0 {
+            Views::Memory(n) => {
+                n.store(0, Ordering::Relaxed);
+                Ok(())
+            }
+            Views::Redis(cache) => Ok(cache.reset_pageviews().await?),
         }
     }
 

@@ -10,6 +10,11 @@
 //! - Requests served per replica: hashes `yelb:served` (hostname → count) and
 //!   `yelb:seen` (hostname → last report, Unix ms) ([`Cache::report_served`],
 //!   [`Cache::served`]).
+//! - The reset epoch: key `yelb:epoch`, an integer raised by every reset
+//!   ([`Cache::next_epoch`], [`Cache::epoch`]).
+//! - Faults: hash `yelb:faults` (scope → fault as JSON) and channel
+//!   `yelb:control`, which says "read the faults again"
+//!   ([`Cache::set_fault`], [`Cache::faults`], [`Cache::watch_control`]).
 //! - [`CacheError`]: the one error type.
 //!
 //! An optional key prefix lets several Yelbs (or tests) share one Redis; the
@@ -60,6 +65,9 @@ struct Keys {
     events: String,
     served: String,
     seen: String,
+    epoch: String,
+    faults: String,
+    control: String,
 }
 
 /// The Redis tier. Cloning is cheap: clones share the connection.
@@ -91,6 +99,9 @@ impl Cache {
             events: format!("{p}yelb:events"),
             served: format!("{p}yelb:served"),
             seen: format!("{p}yelb:seen"),
+            epoch: format!("{p}yelb:epoch"),
+            faults: format!("{p}yelb:faults"),
+            control: format!("{p}yelb:control"),
         };
         Ok(Cache { client, conn, keys: Arc::new(keys) })
     }
@@ -104,6 +115,77 @@ impl Cache {
     pub async fn pageviews(&self) -> Result<i64> {
         let value: Option<i64> = self.conn.clone().get(&self.keys.pageviews).await?;
         Ok(value.unwrap_or(0))
+    }
+
+    /// Sets the page-view counter to zero (a reset).
+    pub async fn reset_pageviews(&self) -> Result<()> {
+        let _: () = self.conn.clone().set(&self.keys.pageviews, 0).await?;
+        Ok(())
+    }
+
+    /// Raises the reset epoch and returns it: one more than before, and at
+    /// least `floor` (so a Redis that lost the key cannot hand out an epoch
+    /// the replicas have already passed).
+    pub async fn next_epoch(&self, floor: u64) -> Result<u64> {
+        const RAISE: &str = "local e = redis.call('INCR', KEYS[1]) \
+             if e < tonumber(ARGV[1]) then redis.call('SET', KEYS[1], ARGV[1]) e = tonumber(ARGV[1]) end \
+             return e";
+        Ok(redis::cmd("EVAL")
+            .arg(RAISE)
+            .arg(1)
+            .arg(&self.keys.epoch)
+            .arg(floor)
+            .query_async(&mut self.conn.clone())
+            .await?)
+    }
+
+    /// The reset epoch (0 before the first reset).
+    pub async fn epoch(&self) -> Result<u64> {
+        let value: Option<u64> = self.conn.clone().get(&self.keys.epoch).await?;
+        Ok(value.unwrap_or(0))
+    }
+
+    /// Stores `fault` (JSON) under `scope`, replacing what that scope had
+    /// (`None` removes it), and tells every replica to read the faults again.
+    pub async fn set_fault(&self, scope: &str, fault: Option<&str>) -> Result<()> {
+        let mut pipe = redis::pipe();
+        pipe.atomic();
+        match fault {
+            Some(json) => pipe.hset(&self.keys.faults, scope, json).ignore(),
+            None => pipe.hdel(&self.keys.faults, scope).ignore(),
+        };
+        pipe.publish(&self.keys.control, "faults").ignore();
+        let _: () = pipe.query_async(&mut self.conn.clone()).await?;
+        Ok(())
+    }
+
+    /// Removes every fault and tells every replica.
+    pub async fn clear_faults(&self) -> Result<()> {
+        let _: () = redis::pipe()
+            .atomic()
+            .del(&self.keys.faults)
+            .ignore()
+            .publish(&self.keys.control, "faults")
+            .ignore()
+            .query_async(&mut self.conn.clone())
+            .await?;
+        Ok(())
+    }
+
+    /// Every stored fault, as (scope, JSON); expired ones included (their
+    /// JSON says when they expire).
+    pub async fn faults(&self) -> Result<Vec<(String, String)>> {
+        let all: std::collections::HashMap<String, String> =
+            self.conn.clone().hgetall(&self.keys.faults).await?;
+        Ok(all.into_iter().collect())
+    }
+
+    /// Opens a subscriber connection to the control channel; the stream
+    /// yields once per message and ends when the connection drops.
+    pub async fn watch_control(&self) -> Result<impl Stream<Item = ()> + Send + 'static> {
+        let mut pubsub = self.client.get_async_pubsub().await?;
+        pubsub.subscribe(&self.keys.control).await?;
+        Ok(pubsub.into_on_message().map(|_| ()))
     }
 
     /// Checks that Redis answers.

@@ -40,7 +40,7 @@ async fn published_states_reach_every_subscriber() {
     let a = cache(&shared_redis().url(), &prefix);
     let b = cache(&shared_redis().url(), &prefix);
     let mut on_b = Box::pin(b.subscribe().await.unwrap());
-    let state = LiveState { votes: VoteCounts { ihop: 3, ..Default::default() }, pageviews: 9 };
+    let state = LiveState { votes: VoteCounts { ihop: 3, ..Default::default() }, pageviews: 9, epoch: 0 };
     a.publish(&state).await.unwrap();
     let got = tokio::time::timeout(Duration::from_secs(2), on_b.next()).await.unwrap();
     assert_eq!(got, Some(state));

@@ -8,6 +8,8 @@
 //! - Live events: [`LiveState`], the payload of every server-sent event and of
 //!   every message between replicas.
 //! - Replicas: [`ReplicasBody`], [`ReplicaInfo`] (`/api/v1/replicas`).
+//! - Stage control (`/api/v1/admin`): [`ResetReceipt`], [`FaultSpec`],
+//!   [`Fault`], [`FaultsBody`].
 //! - Errors: [`ErrorBody`], the one shape of every 4xx and 5xx answer.
 
 use serde::{Deserialize, Serialize};
@@ -59,6 +61,9 @@ pub struct VotesBody {
     pub total: i64,
     /// The app server that answered.
     pub hostname: String,
+    /// The reset generation these counts belong to (see [`LiveState::epoch`]).
+    #[serde(default)]
+    pub epoch: u64,
 }
 
 /// The body of `POST /api/v1/votes`.
@@ -91,26 +96,50 @@ pub struct StatsBody {
 
 /// What the live-event stream carries: the newest counts this replica knows.
 ///
-/// Every field only grows, so [`LiveState::merge`] can combine states from
-/// several replicas in any order.
+/// Within one epoch every field only grows, so [`LiveState::merge`] can
+/// combine states from several replicas in any order. A reset starts a new
+/// epoch, and a state of a newer epoch replaces an older one whole: that is
+/// how counts go back to zero everywhere at once.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LiveState {
     /// Count per restaurant.
     pub votes: VoteCounts,
     /// The page-view counter.
     pub pageviews: i64,
+    /// The reset generation (0 until the first reset). Senders that predate
+    /// it omit it, which reads as 0.
+    #[serde(default)]
+    pub epoch: u64,
+}
+
+/// What [`LiveState::merge`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Merged {
+    /// Nothing changed (an older epoch, or no field grew).
+    Unchanged,
+    /// Some field grew, within the same epoch.
+    Grew,
+    /// A newer epoch replaced the state whole (a reset happened).
+    Reset,
 }
 
 impl LiveState {
-    /// Folds `other` into `self`, keeping the larger value of every field.
-    /// Returns whether anything changed.
-    pub fn merge(&mut self, other: &LiveState) -> bool {
+    /// Folds `other` into `self`: a newer epoch replaces it, an older one is
+    /// ignored, the same one keeps the larger value of every field.
+    pub fn merge(&mut self, other: &LiveState) -> Merged {
+        if other.epoch > self.epoch {
+            *self = *other;
+            return Merged::Reset;
+        }
+        if other.epoch < self.epoch {
+            return Merged::Unchanged;
+        }
         let votes = self.votes.merge_max(&other.votes);
         let views = other.pageviews > self.pageviews;
         if views {
             self.pageviews = other.pageviews;
         }
-        votes || views
+        if votes || views { Merged::Grew } else { Merged::Unchanged }
     }
 }
 
@@ -132,6 +161,70 @@ pub struct ReplicasBody {
     pub hostname: String,
     /// Every app server seen in the last minute, by hostname.
     pub replicas: Vec<ReplicaInfo>,
+}
+
+/// `POST /api/v1/admin/reset`: the votes and page views are zero, from the
+/// epoch given on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResetReceipt {
+    /// The new epoch.
+    pub epoch: u64,
+    /// The app server that answered.
+    pub hostname: String,
+}
+
+/// A fault to inject, as `PUT /api/v1/admin/faults` takes it. Every fault
+/// expires by itself after `ttl_secs`; a later PUT for the same scope
+/// replaces it, and one with nothing set clears it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FaultSpec {
+    /// `all`, or one replica's hostname.
+    pub scope: String,
+    /// Seconds until the fault expires (1 to 3600).
+    pub ttl_secs: u64,
+    /// Added to every `/api` answer, in milliseconds.
+    #[serde(default)]
+    pub latency_ms: u64,
+    /// A random extra delay from 0 to this, in milliseconds.
+    #[serde(default)]
+    pub latency_jitter_ms: u64,
+    /// The share of `/api` requests answered 503 instead (0 to 1).
+    #[serde(default)]
+    pub error_rate: f64,
+    /// `/readyz` answers 503 (load balancers take the replica out).
+    #[serde(default)]
+    pub unready: bool,
+    /// `/healthz` answers 503 (orchestrators restart the replica).
+    #[serde(default)]
+    pub unhealthy: bool,
+    /// The process exits (status 70) once; a replica started later ignores it.
+    #[serde(default)]
+    pub crash: bool,
+    /// One core spins until the fault expires.
+    #[serde(default)]
+    pub cpu_burn: bool,
+}
+
+/// A fault in force: what was asked, and when it ends.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Fault {
+    /// What was asked.
+    #[serde(flatten)]
+    pub spec: FaultSpec,
+    /// When it was set, Unix milliseconds.
+    pub set_at_ms: u64,
+    /// When it expires, Unix milliseconds.
+    pub expires_at_ms: u64,
+}
+
+/// `GET /api/v1/admin/faults` and the answer to a `PUT`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FaultsBody {
+    /// The app server that answered.
+    pub hostname: String,
+    /// Every fault in force, on every replica (see each one's scope).
+    pub faults: Vec<Fault>,
 }
 
 /// The body of every error answer.
@@ -178,9 +271,29 @@ mod tests {
     #[test]
     fn live_states_merge_field_by_field() {
         let mut a = LiveState { pageviews: 10, ..Default::default() };
-        let b = LiveState { votes: VoteCounts { ihop: 2, ..Default::default() }, pageviews: 3 };
-        assert!(a.merge(&b));
+        let b = LiveState { votes: VoteCounts { ihop: 2, ..Default::default() }, pageviews: 3, epoch: 0 };
+        assert_eq!(a.merge(&b), Merged::Grew);
         assert_eq!(a.pageviews, 10);
         assert_eq!(a.votes.ihop, 2);
+        assert_eq!(a.merge(&b), Merged::Unchanged);
+    }
+
+    #[test]
+    fn a_newer_epoch_replaces_the_state_and_an_older_one_is_ignored() {
+        let mut a =
+            LiveState { votes: VoteCounts { ihop: 9, ..Default::default() }, pageviews: 40, epoch: 1 };
+        let reset = LiveState { epoch: 2, ..Default::default() };
+        assert_eq!(a.merge(&reset), Merged::Reset);
+        assert_eq!(a, reset);
+        let late =
+            LiveState { votes: VoteCounts { ihop: 10, ..Default::default() }, pageviews: 41, epoch: 1 };
+        assert_eq!(a.merge(&late), Merged::Unchanged);
+        assert_eq!(a.votes.ihop, 0);
+        // A sender without the field speaks of epoch 0.
+        let old: LiveState = serde_json::from_str(
+            r#"{"votes":{"outback":1,"bucadibeppo":0,"ihop":0,"chipotle":0},"pageviews":1}"#,
+        )
+        .unwrap();
+        assert_eq!(old.epoch, 0);
     }
 }

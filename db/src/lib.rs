@@ -28,6 +28,9 @@ pub use keyed::KeyedVote;
 
 pub use tokio_postgres::Config as PgConfig;
 
+/// [`Db::reset`]: the original table keeps its rows, at zero.
+const RESET: &str = "UPDATE restaurants SET count = 0; DELETE FROM yelb_vote_keys";
+
 /// Why the database could not answer.
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {
@@ -258,6 +261,23 @@ impl Db {
     pub async fn prune_vote_keys(&self) -> Result<u64> {
         self.check_ready()?;
         keyed::prune(&self.inner.pool).await
+    }
+
+    /// Sets every count to zero and forgets every idempotency key, in one
+    /// transaction (a multi-statement simple query is one): the stage's
+    /// "reset". Votes committed after it count from zero.
+    pub async fn reset(&self) -> Result<()> {
+        self.check_ready()?;
+        let client = self.inner.pool.get().await?;
+        let timeout = self.inner.statement_timeout;
+        match tokio::time::timeout(timeout, client.batch_execute(RESET)).await {
+            Ok(result) => Ok(result?),
+            Err(_) => {
+                // Possibly half-open: never hand this connection out again.
+                drop(deadpool_postgres::Object::take(client));
+                Err(DbError::Timeout(timeout))
+            }
+        }
     }
 
     /// Every restaurant's count, read by a query that started after this call.

@@ -253,7 +253,7 @@ async fn introduce(ui: Ui, api: &Api, view_counted: bool) -> Result<(), ApiError
 async fn poll(ui: Ui, api: &Api) -> Result<(), ApiError> {
     if ui.api.get_untracked() == ApiLevel::Modern {
         let body = api.get::<VotesBody>(ui, api::VOTES).await?;
-        ui.merge_votes(&body.votes);
+        ui.merge_votes_in(body.epoch, &body.votes);
         refresh_pageviews(ui, api).await;
     } else {
         let body = api.get::<Vec<LegacyVote>>(ui, api::GETVOTES).await?;
@@ -315,8 +315,7 @@ async fn stream(ui: Ui, api: &Api) -> bool {
         if let Some(text) = event.data().as_string()
             && let Ok(state) = serde_json::from_str::<LiveState>(&text)
         {
-            ui.merge_votes(&state.votes);
-            ui.merge_pageviews(state.pageviews);
+            ui.merge_live(&state);
         }
     });
     let on_open = Closure::<dyn FnMut()>::new(move || {

@@ -6,7 +6,7 @@
 //! - [`LiveStatus`]: how the page hears about other people's votes.
 
 use leptos::prelude::*;
-use yelb_core::wire::ReplicaInfo;
+use yelb_core::wire::{LiveState, ReplicaInfo};
 use yelb_core::{Restaurant, VoteCounts};
 
 use crate::model::{ApiLevel, Notice, Recent, Snapshot};
@@ -60,6 +60,8 @@ pub struct Ui {
     pub pending: RwSignal<Option<Restaurant>>,
     /// Where API calls go (the snapshot's `api_base`), read once.
     pub api_base: StoredValue<String>,
+    /// The reset epoch of the counts shown (see `LiveState::epoch`).
+    pub epoch: StoredValue<u64>,
 }
 
 impl Ui {
@@ -85,6 +87,7 @@ impl Ui {
             replicas: RwSignal::new(snapshot.replicas.clone()),
             pending: RwSignal::new(None),
             api_base: StoredValue::new(snapshot.api_base.clone()),
+            epoch: StoredValue::new(0),
         }
     }
 
@@ -106,6 +109,31 @@ impl Ui {
             self.votes.update(|mine| {
                 mine.merge_max(votes);
             });
+        }
+    }
+
+    /// Folds in counts of reset epoch `epoch`: a newer epoch replaces what
+    /// is shown (a reset: the counts went back to zero), an older one is
+    /// ignored, the same one merges. Returns whether the epoch is current.
+    pub fn merge_votes_in(&self, epoch: u64, votes: &VoteCounts) -> bool {
+        let mine = self.epoch.get_value();
+        if epoch < mine {
+            return false;
+        }
+        if epoch > mine {
+            self.epoch.set_value(epoch);
+            self.votes.set(*votes);
+            self.pageviews.set(None);
+            return true;
+        }
+        self.merge_votes(votes);
+        true
+    }
+
+    /// Folds in a live event: its counts and page views, by its epoch.
+    pub fn merge_live(&self, state: &LiveState) {
+        if self.merge_votes_in(state.epoch, &state.votes) {
+            self.merge_pageviews(state.pageviews);
         }
     }
 

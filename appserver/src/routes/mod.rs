@@ -4,6 +4,9 @@
 //! - [`legacy`]: the original API.
 //! - [`v1`]: the modern API and live events.
 //! - [`ops`]: health, readiness, metrics, OpenAPI, index.
+//! - [`admin`]: stage control (reset, faults), with `YELB_ADMIN_TOKEN` only.
+//!   With it on, the data routes (the two APIs, not the probes, metrics or
+//!   admin) go through [`crate::faults::inject`].
 //!
 //! Every answer carries `X-Served-By: <hostname>` and the original's three
 //! CORS headers; every `OPTIONS` is answered as a CORS preflight; unknown
@@ -12,7 +15,7 @@
 use axum::extract::Request;
 use axum::http::header::{ACCESS_CONTROL_ALLOW_HEADERS, ACCESS_CONTROL_ALLOW_METHODS};
 use axum::http::{HeaderName, HeaderValue, Method, Uri};
-use axum::routing::{get, post};
+use axum::routing::{any, get, post};
 use axum::{Router, middleware};
 use tower::ServiceExt as _;
 use tower_http::cors::{AllowHeaders, AllowMethods, CorsLayer};
@@ -22,6 +25,7 @@ use tracing::Level;
 
 use crate::{AppError, AppState};
 
+pub mod admin;
 pub mod legacy;
 pub mod ops;
 pub mod v1;
@@ -56,12 +60,7 @@ pub fn app(state: AppState) -> Router {
         .expose_headers([SERVED_BY]);
     // The CORS layer answers preflights; the two overriding layers then put
     // the original's exact header strings on every answer, preflight or not.
-    let router = Router::new()
-        .route("/", get(ops::index))
-        .route("/healthz", get(ops::healthz))
-        .route("/readyz", get(ops::readyz))
-        .route("/metrics", get(ops::metrics))
-        .route("/api/openapi.json", get(ops::openapi))
+    let data = Router::new()
         .route("/api/getvotes", get(legacy::getvotes))
         .route("/api/getstats", get(legacy::getstats))
         .route("/api/pageviews", get(legacy::pageviews))
@@ -72,7 +71,31 @@ pub fn app(state: AppState) -> Router {
         .route("/api/v1/stats", get(v1::stats))
         .route("/api/v1/pageviews", post(v1::count_view))
         .route("/api/v1/events", get(v1::events))
-        .route("/api/v1/replicas", get(v1::replicas))
+        .route("/api/v1/replicas", get(v1::replicas));
+    let stage_control = state.admin_token().is_some();
+    let (data, admin) = if stage_control {
+        let admin = Router::new()
+            .route("/api/v1/admin/reset", post(admin::reset))
+            .route(
+                "/api/v1/admin/faults",
+                get(admin::faults).put(admin::set_fault).delete(admin::clear_faults),
+            )
+            .route_layer(middleware::from_fn_with_state(state.clone(), admin::require_token));
+        (data.route_layer(middleware::from_fn_with_state(state.clone(), crate::faults::inject)), admin)
+    } else {
+        let off = Router::new()
+            .route("/api/v1/admin/reset", any(admin::disabled))
+            .route("/api/v1/admin/faults", any(admin::disabled));
+        (data, off)
+    };
+    let router = Router::new()
+        .route("/", get(ops::index))
+        .route("/healthz", get(ops::healthz))
+        .route("/readyz", get(ops::readyz))
+        .route("/metrics", get(ops::metrics))
+        .route("/api/openapi.json", get(ops::openapi))
+        .merge(data)
+        .merge(admin)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(state.clone(), crate::metrics::track))

@@ -15,9 +15,14 @@ use crate::store::BackendHealth;
 pub const OPENAPI: &str = include_str!("../../openapi.json");
 
 /// `GET /healthz`: the process is alive and serving HTTP. Checks no backend,
-/// so an orchestrator never restarts us for a database outage.
-pub async fn healthz() -> Json<serde_json::Value> {
-    Json(serde_json::json!({ "status": "ok" }))
+/// so an orchestrator never restarts us for a database outage. Fails only
+/// while an injected fault says so (`unhealthy`).
+pub async fn healthz(State(state): State<AppState>) -> impl IntoResponse {
+    if state.faults().unhealthy() {
+        let body = serde_json::json!({ "status": "unhealthy", "reason": "injected fault" });
+        return (StatusCode::SERVICE_UNAVAILABLE, Json(body));
+    }
+    (StatusCode::OK, Json(serde_json::json!({ "status": "ok" })))
 }
 
 #[derive(Serialize)]
@@ -38,11 +43,14 @@ struct Checks {
 
 /// `GET /readyz`: 200 `ready` when both backends answer, 200 `degraded`
 /// when only Redis is missing (votes still work), 503 `not ready` without
-/// Postgres and 503 `shutting down` once shutdown has begun.
+/// Postgres, 503 `shutting down` once shutdown has begun, and 503 while an
+/// injected fault turns readiness off.
 pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     let (postgres, redis) = tokio::join!(state.votes().health(), state.views().health());
     let status = if state.is_shutting_down() {
         "shutting down"
+    } else if state.faults().unready() {
+        "unready (injected fault)"
     } else if !postgres.is_up() {
         "not ready"
     } else if !redis.is_up() {

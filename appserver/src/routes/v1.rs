@@ -27,8 +27,8 @@ pub const MIN_EVENT_INTERVAL: Duration = Duration::from_millis(50);
 
 /// `GET /api/v1/votes`.
 pub async fn votes(State(state): State<AppState>) -> Result<Json<VotesBody>, AppError> {
-    let votes = state.counts().await?;
-    Ok(Json(VotesBody { total: votes.total(), votes, hostname: state.hostname().to_owned() }))
+    let (votes, epoch) = state.counts_in_epoch().await?;
+    Ok(Json(VotesBody { total: votes.total(), votes, hostname: state.hostname().to_owned(), epoch }))
 }
 
 /// The vote's `Idempotency-Key`, if it carries one.

@@ -13,3 +13,4 @@ mod ops;
 mod original_api;
 mod process;
 mod replicas;
+mod stage;

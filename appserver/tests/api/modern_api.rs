@@ -92,6 +92,7 @@ async fn get_votes_returns_an_object_with_the_total(b: Backend) {
             "votes": {"outback": 1, "bucadibeppo": 0, "ihop": 1, "chipotle": 0},
             "total": 2,
             "hostname": app.hostname,
+            "epoch": 0,
         })
     );
 }

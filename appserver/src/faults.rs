@@ -1,0 +1,432 @@
+//! Runtime faults for the stage, set through `PUT /api/v1/admin/faults`.
+//!
+//! - [`Faults`]: the faults in force on this replica, and what they do:
+//!   [`inject`] (the middleware in front of the data routes) adds latency or
+//!   answers 503; `/readyz` and `/healthz` ask [`Faults::unready`] and
+//!   [`Faults::unhealthy`]; a crash or a CPU burn starts when a fault asking
+//!   for it is applied.
+//! - Where they are kept: with Redis, in the hash the cache crate names
+//!   (scope → fault), and every replica reloads them when the control channel
+//!   says so, and every few seconds in case it missed a message
+//!   ([`spawn_watcher`]). In the embedded mode, in this process.
+//!
+//! Every fault has a time to live and expires by itself: [`Faults::effect`]
+//! ignores expired ones, and [`spawn_watcher`] drops them every second, so
+//! the no-fault fast path is one atomic load again.
+//!
+//! A scope is `all` or one replica's hostname. What several faults in force
+//! do together: the largest latency and error rate, and any of the switches.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use axum::extract::{Request, State};
+use axum::http::HeaderValue;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use futures_util::StreamExt;
+use yelb_core::wire::{Fault, FaultSpec};
+
+use crate::{AppError, AppState};
+
+/// The scope that names every replica.
+pub const ALL: &str = "all";
+/// The longest time to live.
+pub const MAX_TTL_SECS: u64 = 3600;
+/// The largest latency (and jitter).
+pub const MAX_LATENCY_MS: u64 = 30_000;
+/// The exit status of an injected crash (EX_SOFTWARE).
+pub const CRASH_STATUS: i32 = 70;
+/// How often every replica reloads the faults from Redis anyway.
+const RELOAD_EVERY: Duration = Duration::from_secs(5);
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
+/// Checks a spec; the message names the field that is wrong.
+pub fn validate(spec: &FaultSpec) -> Result<(), String> {
+    let scope = &spec.scope;
+    if scope.is_empty() || scope.len() > 253 || !scope.chars().all(|c| c.is_ascii_graphic()) {
+        return Err("scope: expected \"all\" or a replica's hostname".into());
+    }
+    if !(1..=MAX_TTL_SECS).contains(&spec.ttl_secs) {
+        return Err(format!("ttl_secs: expected 1 to {MAX_TTL_SECS}"));
+    }
+    if spec.latency_ms > MAX_LATENCY_MS || spec.latency_jitter_ms > MAX_LATENCY_MS {
+        return Err(format!("latency_ms, latency_jitter_ms: expected 0 to {MAX_LATENCY_MS}"));
+    }
+    if !(0.0..=1.0).contains(&spec.error_rate) {
+        return Err("error_rate: expected 0 to 1".into());
+    }
+    Ok(())
+}
+
+/// Whether a spec asks for nothing (a PUT of it clears its scope).
+pub fn is_empty(spec: &FaultSpec) -> bool {
+    spec.latency_ms == 0
+        && spec.latency_jitter_ms == 0
+        && spec.error_rate == 0.0
+        && !spec.unready
+        && !spec.unhealthy
+        && !spec.crash
+        && !spec.cpu_burn
+}
+
+/// What the faults in force do to this replica's requests right now.
+#[derive(Debug, Default, Clone, Copy, PartialEq)]
+pub struct Effect {
+    /// Fixed delay.
+    pub latency_ms: u64,
+    /// Random extra delay, up to this.
+    pub jitter_ms: u64,
+    /// Share of requests answered 503.
+    pub error_rate: f64,
+    /// `/readyz` fails.
+    pub unready: bool,
+    /// `/healthz` fails.
+    pub unhealthy: bool,
+}
+
+/// The faults in force on this replica.
+pub struct Faults {
+    hostname: String,
+    started_at_ms: u64,
+    /// False when no fault applies to this replica: the fast path.
+    any: AtomicBool,
+    /// Those whose scope is `all` or this hostname.
+    mine: RwLock<Vec<Fault>>,
+    /// Every fault in force, every scope (what `GET` lists).
+    all: RwLock<Vec<Fault>>,
+    /// The embedded mode's store, by scope (unused with Redis).
+    local: Mutex<HashMap<String, Fault>>,
+    /// Until when (Unix ms) a core spins; 0 when none.
+    burn_until: Arc<AtomicU64>,
+    burning: Arc<AtomicBool>,
+    crashing: AtomicBool,
+}
+
+impl Faults {
+    /// No faults, on the replica called `hostname`, started now.
+    pub fn new(hostname: &str) -> Faults {
+        Faults {
+            hostname: hostname.to_owned(),
+            started_at_ms: now_ms(),
+            any: AtomicBool::new(false),
+            mine: RwLock::new(Vec::new()),
+            all: RwLock::new(Vec::new()),
+            local: Mutex::new(HashMap::new()),
+            burn_until: Arc::new(AtomicU64::new(0)),
+            burning: Arc::new(AtomicBool::new(false)),
+            crashing: AtomicBool::new(false),
+        }
+    }
+
+    /// Makes `faults` (every scope) the ones in force, dropping expired
+    /// ones, and starts the crash or CPU burn they ask of this replica.
+    pub fn apply(&self, faults: Vec<Fault>) {
+        let now = now_ms();
+        let live: Vec<Fault> = faults.into_iter().filter(|f| f.expires_at_ms > now).collect();
+        let mine: Vec<Fault> =
+            live.iter().filter(|f| f.spec.scope == ALL || f.spec.scope == self.hostname).cloned().collect();
+        self.burn(mine.iter().filter(|f| f.spec.cpu_burn).map(|f| f.expires_at_ms).max().unwrap_or(0));
+        // A crash set before this process started has already happened.
+        if mine.iter().any(|f| f.spec.crash && f.set_at_ms >= self.started_at_ms) {
+            self.crash();
+        }
+        self.any.store(!mine.is_empty(), Ordering::Release);
+        *self.mine.write().unwrap_or_else(|e| e.into_inner()) = mine;
+        *self.all.write().unwrap_or_else(|e| e.into_inner()) = live;
+    }
+
+    /// Drops the faults that have expired.
+    pub fn expire(&self) {
+        if self.all.read().unwrap_or_else(|e| e.into_inner()).is_empty() {
+            return;
+        }
+        let all = self.all.read().unwrap_or_else(|e| e.into_inner()).clone();
+        self.apply(all);
+    }
+
+    /// What the faults do to this replica now; `None` when nothing applies
+    /// (one atomic load when no fault is set).
+    pub fn effect(&self) -> Option<Effect> {
+        if !self.any.load(Ordering::Acquire) {
+            return None;
+        }
+        let now = now_ms();
+        let mine = self.mine.read().unwrap_or_else(|e| e.into_inner());
+        let mut effect = None::<Effect>;
+        for f in mine.iter().filter(|f| f.expires_at_ms > now) {
+            let e = effect.get_or_insert_with(Effect::default);
+            e.latency_ms = e.latency_ms.max(f.spec.latency_ms);
+            e.jitter_ms = e.jitter_ms.max(f.spec.latency_jitter_ms);
+            e.error_rate = e.error_rate.max(f.spec.error_rate);
+            e.unready |= f.spec.unready;
+            e.unhealthy |= f.spec.unhealthy;
+        }
+        effect
+    }
+
+    /// Every fault in force, every scope.
+    pub fn in_force(&self) -> Vec<Fault> {
+        let now = now_ms();
+        let mut all: Vec<Fault> = self
+            .all
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .filter(|f| f.expires_at_ms > now)
+            .cloned()
+            .collect();
+        all.sort_by(|a, b| a.spec.scope.cmp(&b.spec.scope));
+        all
+    }
+
+    /// Whether `/readyz` must fail.
+    pub fn unready(&self) -> bool {
+        self.effect().is_some_and(|e| e.unready)
+    }
+
+    /// Whether `/healthz` must fail.
+    pub fn unhealthy(&self) -> bool {
+        self.effect().is_some_and(|e| e.unhealthy)
+    }
+
+    /// The embedded mode: stores `fault` under its scope (or clears the
+    /// scope) in this process, and applies the result.
+    fn set_local(&self, scope: &str, fault: Option<Fault>) {
+        let mut local = self.local.lock().unwrap_or_else(|e| e.into_inner());
+        match fault {
+            Some(f) => local.insert(scope.to_owned(), f),
+            None => local.remove(scope),
+        };
+        self.apply(local.values().cloned().collect());
+    }
+
+    /// The embedded mode: clears every scope.
+    fn clear_local(&self) {
+        self.local.lock().unwrap_or_else(|e| e.into_inner()).clear();
+        self.apply(Vec::new());
+    }
+
+    /// Keeps one thread spinning until `until` (Unix ms); 0 stops it.
+    fn burn(&self, until: u64) {
+        self.burn_until.store(until, Ordering::Release);
+        if until <= now_ms() || self.burning.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let (until, burning) = (self.burn_until.clone(), self.burning.clone());
+        let spawned = std::thread::Builder::new().name("yelb-cpu-burn".into()).spawn(move || {
+            tracing::warn!("burning one core: an injected fault");
+            while now_ms() < until.load(Ordering::Acquire) {
+                for _ in 0..100_000 {
+                    std::hint::spin_loop();
+                }
+            }
+            burning.store(false, Ordering::Release);
+            tracing::info!("CPU burn over");
+        });
+        if spawned.is_err() {
+            self.burning.store(false, Ordering::Release);
+        }
+    }
+
+    /// Exits the process shortly (time for the answer that set it to go out).
+    fn crash(&self) {
+        if self.crashing.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        tracing::error!(status = CRASH_STATUS, "crashing on purpose: an injected fault");
+        std::thread::spawn(|| {
+            std::thread::sleep(Duration::from_millis(200));
+            std::process::exit(CRASH_STATUS);
+        });
+    }
+}
+
+impl AppState {
+    /// Sets (or, for a spec that asks for nothing, clears) the fault of one
+    /// scope, everywhere. Returns every fault in force.
+    pub async fn set_fault(&self, spec: FaultSpec) -> Result<Vec<Fault>, AppError> {
+        let now = now_ms();
+        let scope = spec.scope.clone();
+        let fault = (!is_empty(&spec)).then(|| Fault {
+            expires_at_ms: now + spec.ttl_secs * 1000,
+            set_at_ms: now,
+            spec,
+        });
+        match self.views().as_redis() {
+            Some(cache) => {
+                let json =
+                    fault.as_ref().map(|f| serde_json::to_string(f).expect("a fault always serializes"));
+                cache.set_fault(&scope, json.as_deref()).await.map_err(crate::store::StoreError::from)?;
+                self.reload_faults().await?;
+            }
+            None => self.faults().set_local(&scope, fault),
+        }
+        Ok(self.faults().in_force())
+    }
+
+    /// Clears every fault, everywhere.
+    pub async fn clear_faults(&self) -> Result<(), AppError> {
+        match self.views().as_redis() {
+            Some(cache) => {
+                cache.clear_faults().await.map_err(crate::store::StoreError::from)?;
+                self.reload_faults().await?;
+            }
+            None => self.faults().clear_local(),
+        }
+        Ok(())
+    }
+
+    /// Reads the faults from Redis and applies them (the embedded mode has
+    /// nothing to read). Malformed entries are logged and skipped.
+    pub async fn reload_faults(&self) -> Result<(), AppError> {
+        let Some(cache) = self.views().as_redis() else { return Ok(()) };
+        let stored = cache.faults().await.map_err(crate::store::StoreError::from)?;
+        let faults = stored
+            .into_iter()
+            .filter_map(|(scope, json)| match serde_json::from_str::<Fault>(&json) {
+                Ok(f) => Some(f),
+                Err(e) => {
+                    tracing::warn!(%scope, error = %e, "ignoring a malformed fault in Redis");
+                    None
+                }
+            })
+            .collect();
+        self.faults().apply(faults);
+        Ok(())
+    }
+}
+
+/// Keeps this replica's faults current: drops expired ones every second and,
+/// with Redis, reloads them on every control message and every few seconds.
+pub fn spawn_watcher(state: AppState) {
+    let stop = state.stop_token().clone();
+    let ticker = state.clone();
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(Duration::from_secs(1));
+        let mut reload_at = tokio::time::Instant::now();
+        loop {
+            tokio::select! {
+                _ = every.tick() => {}
+                () = stop.cancelled() => break,
+            }
+            ticker.faults().expire();
+            if tokio::time::Instant::now() >= reload_at {
+                let _ = ticker.reload_faults().await;
+                reload_at = tokio::time::Instant::now() + RELOAD_EVERY;
+            }
+        }
+    });
+    let Some(cache) = state.views().as_redis().cloned() else { return };
+    let stop = state.stop_token().clone();
+    tokio::spawn(async move {
+        let listen = async {
+            loop {
+                match cache.watch_control().await {
+                    Ok(messages) => {
+                        let _ = state.reload_faults().await;
+                        let mut messages = std::pin::pin!(messages);
+                        while messages.next().await.is_some() {
+                            let _ = state.reload_faults().await;
+                        }
+                    }
+                    Err(e) => tracing::debug!(error = %e, "control channel: subscribing again"),
+                }
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        };
+        tokio::select! {
+            () = listen => {}
+            () = stop.cancelled() => {}
+        }
+    });
+}
+
+/// The middleware in front of the data routes: with a fault in force, waits
+/// the latency, then answers 503 for the error rate's share of requests.
+/// With none, one atomic load.
+pub async fn inject(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    if let Some(effect) = state.faults().effect() {
+        let delay =
+            effect.latency_ms + if effect.jitter_ms > 0 { fastrand::u64(0..=effect.jitter_ms) } else { 0 };
+        if delay > 0 {
+            tokio::time::sleep(Duration::from_millis(delay)).await;
+        }
+        if effect.error_rate > 0.0 && fastrand::f64() < effect.error_rate {
+            let mut response = AppError::Injected(effect.error_rate).into_response();
+            response.headers_mut().insert("x-yelb-fault", HeaderValue::from_static("error"));
+            return response;
+        }
+    }
+    next.run(request).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fault(scope: &str, ttl_ms: u64, spec: FaultSpec) -> Fault {
+        let now = now_ms();
+        Fault {
+            spec: FaultSpec { scope: scope.into(), ttl_secs: 1, ..spec },
+            set_at_ms: now,
+            expires_at_ms: now + ttl_ms,
+        }
+    }
+
+    #[test]
+    fn faults_for_other_replicas_or_expired_do_nothing_here() {
+        let faults = Faults::new("web-1");
+        assert_eq!(faults.effect(), None);
+        faults.apply(vec![
+            fault("web-2", 60_000, FaultSpec { error_rate: 1.0, ..Default::default() }),
+            fault("all", 0, FaultSpec { unready: true, ..Default::default() }),
+        ]);
+        assert_eq!(faults.effect(), None);
+        assert_eq!(faults.in_force().len(), 1, "the other replica's fault is listed");
+    }
+
+    #[test]
+    fn faults_in_force_combine_and_expire() {
+        let faults = Faults::new("web-1");
+        faults.apply(vec![
+            fault("all", 60_000, FaultSpec { latency_ms: 100, error_rate: 0.2, ..Default::default() }),
+            fault(
+                "web-1",
+                150,
+                FaultSpec { latency_ms: 50, error_rate: 0.5, unready: true, ..Default::default() },
+            ),
+        ]);
+        let e = faults.effect().unwrap();
+        assert_eq!((e.latency_ms, e.error_rate, e.unready, e.unhealthy), (100, 0.5, true, false));
+        std::thread::sleep(Duration::from_millis(200));
+        faults.expire();
+        let e = faults.effect().unwrap();
+        assert_eq!((e.latency_ms, e.error_rate, e.unready), (100, 0.2, false));
+    }
+
+    #[test]
+    fn specs_are_checked_field_by_field() {
+        let ok = FaultSpec { scope: "all".into(), ttl_secs: 60, error_rate: 0.5, ..Default::default() };
+        assert_eq!(validate(&ok), Ok(()));
+        for (bad, field) in [
+            (FaultSpec { ttl_secs: 0, ..ok.clone() }, "ttl_secs"),
+            (FaultSpec { ttl_secs: 3601, ..ok.clone() }, "ttl_secs"),
+            (FaultSpec { error_rate: 1.5, ..ok.clone() }, "error_rate"),
+            (FaultSpec { error_rate: f64::NAN, ..ok.clone() }, "error_rate"),
+            (FaultSpec { latency_ms: 30_001, ..ok.clone() }, "latency"),
+            (FaultSpec { scope: "a b".into(), ..ok.clone() }, "scope"),
+            (FaultSpec { scope: String::new(), ..ok.clone() }, "scope"),
+        ] {
+            assert!(validate(&bad).unwrap_err().starts_with(field), "{bad:?}");
+        }
+        assert!(is_empty(&FaultSpec { scope: "all".into(), ttl_secs: 5, ..Default::default() }));
+        assert!(!is_empty(&ok));
+    }
+}
