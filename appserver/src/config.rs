@@ -117,6 +117,26 @@ pub struct Args {
     #[arg(long, env = "YELB_ADMIN_TOKEN", hide_env_values = true)]
     pub admin_token: Option<String>,
 
+    /// Canary colour shown beside this replica in the spread panel: a CSS colour name or #rgb/#rrggbb.
+    #[arg(long, env = "YELB_COLOR")]
+    pub color: Option<String>,
+
+    /// Short message shown beside this replica in the spread panel (at most 80 characters).
+    #[arg(long, env = "YELB_MESSAGE")]
+    pub message: Option<String>,
+
+    /// Node this replica runs on (Kubernetes: the downward API's spec.nodeName).
+    #[arg(long, env = "YELB_NODE")]
+    pub node: Option<String>,
+
+    /// Zone this replica runs in.
+    #[arg(long, env = "YELB_ZONE")]
+    pub zone: Option<String>,
+
+    /// Orchestrator to report: kubernetes, nomad, ecs, docker, local [default: detected from the environment].
+    #[arg(long, env = "YELB_ORCHESTRATOR")]
+    pub orchestrator: Option<String>,
+
     /// Seconds /readyz reports "shutting down" before the server stops taking connections (give load balancers time to notice).
     #[arg(long, env = "YELB_SHUTDOWN_DELAY", default_value = "0")]
     pub shutdown_delay: String,
@@ -190,6 +210,8 @@ pub struct Config {
     pub limits: yelb_service::Limits,
     /// Stage control's token (`None`: off).
     pub admin_token: Option<SecretString>,
+    /// What this replica runs and where (the spread panel shows it).
+    pub placement: yelb_core::wire::Placement,
     /// The subcommand, if any.
     pub command: Option<Command>,
 }
@@ -217,6 +239,59 @@ fn parse_secs(var: &'static str, value: &str) -> Result<Duration, ConfigError> {
 
 fn non_empty(value: Option<&String>) -> Option<&str> {
     value.map(|s| s.trim()).filter(|s| !s.is_empty())
+}
+
+/// Whether `value` is a colour the UI may put in a style: a CSS name or hex.
+fn is_colour(value: &str) -> bool {
+    match value.strip_prefix('#') {
+        Some(hex) => matches!(hex.len(), 3 | 6) && hex.chars().all(|c| c.is_ascii_hexdigit()),
+        None => (1..=30).contains(&value.len()) && value.chars().all(|c| c.is_ascii_alphabetic()),
+    }
+}
+
+/// The orchestrator, from variables each one sets in its containers.
+fn detect_orchestrator() -> &'static str {
+    let set = |var: &str| std::env::var_os(var).is_some();
+    if set("KUBERNETES_SERVICE_HOST") {
+        "kubernetes"
+    } else if set("NOMAD_ALLOC_ID") {
+        "nomad"
+    } else if set("ECS_CONTAINER_METADATA_URI_V4") {
+        "ecs"
+    } else if std::path::Path::new("/.dockerenv").exists()
+        || std::path::Path::new("/run/.containerenv").exists()
+    {
+        "docker"
+    } else {
+        "local"
+    }
+}
+
+fn placement(args: &Args) -> Result<yelb_core::wire::Placement, ConfigError> {
+    let color = non_empty(args.color.as_ref());
+    if let Some(c) = color
+        && !is_colour(c)
+    {
+        return Err(ConfigError::new("YELB_COLOR", c, "expected a CSS colour name or #rgb / #rrggbb"));
+    }
+    let text = |var: &'static str, value: Option<&String>, max: usize| match non_empty(value) {
+        Some(v) if v.chars().count() > max || v.chars().any(char::is_control) => {
+            Err(ConfigError::new(var, v, format!("expected at most {max} printable characters")))
+        }
+        v => Ok(v.map(str::to_owned)),
+    };
+    Ok(yelb_core::wire::Placement {
+        version: env!("CARGO_PKG_VERSION").to_owned(),
+        color: color.map(str::to_ascii_lowercase),
+        message: text("YELB_MESSAGE", args.message.as_ref(), 80)?,
+        node: text("YELB_NODE", args.node.as_ref(), 253)?,
+        zone: text("YELB_ZONE", args.zone.as_ref(), 253)?,
+        arch: std::env::consts::ARCH.to_owned(),
+        orchestrator: match text("YELB_ORCHESTRATOR", args.orchestrator.as_ref(), 40)? {
+            Some(o) => o,
+            None => detect_orchestrator().to_owned(),
+        },
+    })
 }
 
 impl Config {
@@ -269,6 +344,7 @@ impl Config {
             shutdown_delay: parse_secs("YELB_SHUTDOWN_DELAY", &args.shutdown_delay)?,
             shutdown_timeout: parse_secs("YELB_SHUTDOWN_TIMEOUT", &args.shutdown_timeout)?,
             command: args.command.clone(),
+            placement: placement(&args)?,
             admin_token: match non_empty(args.admin_token.as_ref()) {
                 None => None,
                 Some(t) if t.len() < 8 || !t.chars().all(|c| c.is_ascii_graphic()) => {

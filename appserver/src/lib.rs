@@ -119,6 +119,7 @@ pub fn build_state(config: &Config) -> anyhow::Result<AppState> {
         config.events_heartbeat,
         config.limits.max_streams,
         config.admin_token.clone(),
+        config.placement.clone(),
     );
     tracing::info!(hostname = %config.hostname, "{}", config.describe_backends());
     start_background(&state);

@@ -10,7 +10,7 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use yelb_cache::Cache;
-use yelb_core::wire::ReplicaInfo;
+use yelb_core::wire::{Placement, ReplicaInfo};
 
 use crate::{AppError, AppState};
 
@@ -35,6 +35,7 @@ fn now_ms() -> u64 {
 /// A report that fails (Redis down) is kept and added to the next one.
 pub fn spawn_reporter(state: AppState, cache: Cache) {
     let stop = state.stop_token().clone();
+    let placement = serde_json::to_string(state.placement()).expect("a placement always serializes");
     tokio::spawn(async move {
         let mut reported = 0u64;
         let mut tick = tokio::time::interval(REPORT_INTERVAL);
@@ -44,7 +45,7 @@ pub fn spawn_reporter(state: AppState, cache: Cache) {
                 () = stop.cancelled() => break,
             }
             let served = state.served();
-            match cache.report_served(state.hostname(), served - reported, now_ms()).await {
+            match cache.report_served(state.hostname(), served - reported, now_ms(), &placement).await {
                 Ok(()) => reported = served,
                 Err(e) => tracing::debug!(error = %e, "could not report served requests"),
             }
@@ -67,6 +68,7 @@ pub async fn list(state: &AppState) -> Result<Vec<ReplicaInfo>, AppError> {
             hostname: state.hostname().to_owned(),
             served: state.served(),
             last_seen_ms: 0,
+            placement: Some(state.placement().clone()),
         }]),
         Some(cache) => {
             let now = now_ms();
@@ -76,10 +78,11 @@ pub async fn list(state: &AppState) -> Result<Vec<ReplicaInfo>, AppError> {
                 .await
                 .map_err(crate::store::StoreError::from)?
                 .into_iter()
-                .map(|(hostname, served, seen)| ReplicaInfo {
+                .map(|(hostname, served, seen, placement)| ReplicaInfo {
                     hostname,
                     served,
                     last_seen_ms: now.saturating_sub(seen),
+                    placement: placement.and_then(|json| serde_json::from_str::<Placement>(&json).ok()),
                 })
                 .filter(|r| r.last_seen_ms <= forget)
                 .collect())

@@ -35,6 +35,8 @@ struct Inner {
     faults: crate::faults::Faults,
     /// Stage control's bearer token; `None` turns it off.
     admin_token: Option<secrecy::SecretString>,
+    /// What this replica runs and where.
+    placement: yelb_core::wire::Placement,
 }
 
 impl AppState {
@@ -49,6 +51,7 @@ impl AppState {
         heartbeat: Duration,
         max_streams: usize,
         admin_token: Option<secrecy::SecretString>,
+        placement: yelb_core::wire::Placement,
     ) -> AppState {
         let metrics = Metrics::new(&hostname, votes.backend_name(), views.backend_name());
         let faults = crate::faults::Faults::new(&hostname);
@@ -66,6 +69,7 @@ impl AppState {
                 streams: yelb_service::StreamSlots::new(max_streams),
                 faults,
                 admin_token,
+                placement,
             }),
         }
     }
@@ -103,6 +107,11 @@ impl AppState {
     /// The heartbeat interval of idle event streams.
     pub fn heartbeat(&self) -> Duration {
         self.inner.heartbeat
+    }
+
+    /// What this replica runs and where.
+    pub fn placement(&self) -> &yelb_core::wire::Placement {
+        &self.inner.placement
     }
 
     /// The faults in force.

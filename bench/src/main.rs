@@ -102,9 +102,20 @@ fn wait_status(port: u16, path: &str, want: u16, limit: Duration) -> Result<Dura
 }
 
 fn spawn_appserver(port: u16, pg: &PgServer, redis: &RedisServer, host: &str) -> Result<(Proc, Duration)> {
+    spawn_appserver_with(port, pg, redis, host, &[])
+}
+
+fn spawn_appserver_with(
+    port: u16,
+    pg: &PgServer,
+    redis: &RedisServer,
+    host: &str,
+    extra: &[(&str, &str)],
+) -> Result<(Proc, Duration)> {
     let started = Instant::now();
     let child = Command::new(bin("yelb-appserver"))
         .env_clear()
+        .envs(extra.iter().copied())
         .env("YELB_LISTEN_ADDR", "127.0.0.1")
         .env("YELB_PORT", port.to_string())
         .env("YELB_HOSTNAME", host)
@@ -299,8 +310,42 @@ async fn main() -> Result<()> {
         pct(&samples, 0.95),
         pct(&samples, 1.0)
     );
+    fault_layer_cost(&pg, &redis, seconds.min(5))?;
     if committed < acknowledged as i64 {
         bail!("acknowledged votes were lost");
     }
+    Ok(())
+}
+
+/// The cost of stage control's fault layer with no fault set: getvotes on
+/// an app server without `YELB_ADMIN_TOKEN` (no layer) and one with it (the
+/// layer runs, finds nothing), alternated four times so drift on this shared
+/// machine hits both alike; medians compared.
+fn fault_layer_cost(pg: &PgServer, redis: &RedisServer, seconds: u64) -> Result<()> {
+    let (mut off, mut on) = (Vec::new(), Vec::new());
+    for round in 0..4 {
+        for (with_token, into) in [(false, &mut off), (true, &mut on)] {
+            let port = free_port();
+            let extra: &[(&str, &str)] =
+                if with_token { &[("YELB_ADMIN_TOKEN", "bench-token-123")] } else { &[] };
+            let (app, _) = spawn_appserver_with(port, pg, redis, &format!("bench-fault-{round}"), extra)?;
+            into.push(wrk(&format!("http://127.0.0.1:{port}/api/getvotes"), None, seconds)?);
+            drop(app);
+        }
+    }
+    let median = |runs: &[Load], f: fn(&Load) -> f64| {
+        let mut v: Vec<f64> = runs.iter().map(f).collect();
+        v.sort_by(f64::total_cmp);
+        (v[1] + v[2]) / 2.0
+    };
+    let (rps_off, rps_on) = (median(&off, |l| l.rps), median(&on, |l| l.rps));
+    let (p50_off, p50_on) = (median(&off, |l| l.p50_ms), median(&on, |l| l.p50_ms));
+    println!(
+        "fault layer, no fault set (GET /api/getvotes, 4 alternating rounds of {seconds} s, medians): \
+         without it {rps_off:.0} req/s p50 {p50_off:.2} ms, with it {rps_on:.0} req/s p50 {p50_on:.2} ms \
+         -> throughput {:+.1}%, p50 {:+.1}%",
+        100.0 * (rps_on - rps_off) / rps_off,
+        100.0 * (p50_on - p50_off) / p50_off
+    );
     Ok(())
 }

@@ -7,8 +7,9 @@
 //!   `INCR`, no TTL — exactly the original's, so old and new app servers share it.
 //! - The live-event bus: channel `yelb:events`, carrying [`LiveState`] as JSON
 //!   between replicas ([`Cache::publish`], [`Cache::subscribe`]).
-//! - Requests served per replica: hashes `yelb:served` (hostname → count) and
-//!   `yelb:seen` (hostname → last report, Unix ms) ([`Cache::report_served`],
+//! - Requests served per replica: hashes `yelb:served` (hostname → count),
+//!   `yelb:seen` (hostname → last report, Unix ms) and `yelb:placement`
+//!   (hostname → what it runs and where, JSON) ([`Cache::report_served`],
 //!   [`Cache::served`]).
 //! - The reset epoch: key `yelb:epoch`, an integer raised by every reset
 //!   ([`Cache::next_epoch`], [`Cache::epoch`]).
@@ -65,6 +66,7 @@ struct Keys {
     events: String,
     served: String,
     seen: String,
+    placement: String,
     epoch: String,
     faults: String,
     control: String,
@@ -99,6 +101,7 @@ impl Cache {
             events: format!("{p}yelb:events"),
             served: format!("{p}yelb:served"),
             seen: format!("{p}yelb:seen"),
+            placement: format!("{p}yelb:placement"),
             epoch: format!("{p}yelb:epoch"),
             faults: format!("{p}yelb:faults"),
             control: format!("{p}yelb:control"),
@@ -202,13 +205,21 @@ impl Cache {
     }
 
     /// Adds `delta` to `hostname`'s served count and records `now_ms` as the
-    /// time it was last seen, atomically.
-    pub async fn report_served(&self, hostname: &str, delta: u64, now_ms: u64) -> Result<()> {
+    /// time it was last seen and `placement` (JSON), atomically.
+    pub async fn report_served(
+        &self,
+        hostname: &str,
+        delta: u64,
+        now_ms: u64,
+        placement: &str,
+    ) -> Result<()> {
         let _: () = redis::pipe()
             .atomic()
             .hincr(&self.keys.served, hostname, delta)
             .ignore()
             .hset(&self.keys.seen, hostname, now_ms)
+            .ignore()
+            .hset(&self.keys.placement, hostname, placement)
             .ignore()
             .query_async(&mut self.conn.clone())
             .await?;
@@ -230,24 +241,29 @@ impl Cache {
             .ignore()
             .hdel(&self.keys.seen, &stale)
             .ignore()
+            .hdel(&self.keys.placement, &stale)
+            .ignore()
             .query_async(&mut self.conn.clone())
             .await?;
         Ok(stale.len())
     }
 
-    /// Every replica that ever reported: (hostname, served, last seen in Unix ms).
-    pub async fn served(&self) -> Result<Vec<(String, u64, u64)>> {
-        let (served, seen): (std::collections::HashMap<String, u64>, std::collections::HashMap<String, u64>) =
-            redis::pipe()
-                .hgetall(&self.keys.served)
-                .hgetall(&self.keys.seen)
-                .query_async(&mut self.conn.clone())
-                .await?;
+    /// Every replica that ever reported: (hostname, served, last seen in
+    /// Unix ms, placement JSON if it sent one).
+    pub async fn served(&self) -> Result<Vec<(String, u64, u64, Option<String>)>> {
+        type Hash<V> = std::collections::HashMap<String, V>;
+        let (served, seen, mut placement): (Hash<u64>, Hash<u64>, Hash<String>) = redis::pipe()
+            .hgetall(&self.keys.served)
+            .hgetall(&self.keys.seen)
+            .hgetall(&self.keys.placement)
+            .query_async(&mut self.conn.clone())
+            .await?;
         Ok(served
             .into_iter()
             .map(|(host, n)| {
                 let last = seen.get(&host).copied().unwrap_or(0);
-                (host, n, last)
+                let placed = placement.remove(&host);
+                (host, n, last, placed)
             })
             .collect())
     }

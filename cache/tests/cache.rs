@@ -97,12 +97,18 @@ async fn while_redis_is_down_calls_fail_fast_and_work_again_when_it_is_back() {
 #[tokio::test]
 async fn served_counts_add_up_per_replica_with_their_last_seen_time() {
     let c = cache(&shared_redis().url(), &(unique_name("served") + ":"));
-    c.report_served("a", 5, 1_000).await.unwrap();
-    c.report_served("b", 2, 1_500).await.unwrap();
-    c.report_served("a", 3, 2_000).await.unwrap();
+    c.report_served("a", 5, 1_000, "{}").await.unwrap();
+    c.report_served("b", 2, 1_500, r#"{"v":1}"#).await.unwrap();
+    c.report_served("a", 3, 2_000, r#"{"v":2}"#).await.unwrap();
     let mut got = c.served().await.unwrap();
     got.sort();
-    assert_eq!(got, vec![("a".to_owned(), 8, 2_000), ("b".to_owned(), 2, 1_500)]);
+    assert_eq!(
+        got,
+        vec![
+            ("a".to_owned(), 8, 2_000, Some(r#"{"v":2}"#.to_owned())),
+            ("b".to_owned(), 2, 1_500, Some(r#"{"v":1}"#.to_owned()))
+        ]
+    );
 }
 
 #[tokio::test]
@@ -114,12 +120,14 @@ async fn a_bad_url_is_a_configuration_error() {
 async fn replicas_silent_past_the_cutoff_are_deleted_from_both_hashes() {
     let prefix = unique_name("prune") + ":";
     let c = cache(&shared_redis().url(), &prefix);
-    c.report_served("old-pod", 7, 1_000).await.unwrap();
-    c.report_served("new-pod", 3, 9_000).await.unwrap();
+    c.report_served("old-pod", 7, 1_000, "{}").await.unwrap();
+    c.report_served("new-pod", 3, 9_000, "{}").await.unwrap();
     assert_eq!(c.forget_replicas_before(5_000).await.unwrap(), 1);
-    let left: Vec<String> = c.served().await.unwrap().into_iter().map(|(h, _, _)| h).collect();
+    let left: Vec<String> = c.served().await.unwrap().into_iter().map(|(h, ..)| h).collect();
     assert_eq!(left, ["new-pod"]);
-    let hkeys = shared_redis().command(&format!("HKEYS {prefix}yelb:served")).unwrap();
-    assert!(!hkeys.contains("old-pod"), "{hkeys}");
+    for hash in ["served", "seen", "placement"] {
+        let hkeys = shared_redis().command(&format!("HKEYS {prefix}yelb:{hash}")).unwrap();
+        assert!(!hkeys.contains("old-pod"), "{hash}: {hkeys}");
+    }
     assert_eq!(c.forget_replicas_before(5_000).await.unwrap(), 0, "nothing more to forget");
 }

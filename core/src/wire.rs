@@ -152,15 +152,46 @@ pub struct ReplicaInfo {
     pub served: u64,
     /// Milliseconds since it last reported (it reports every second).
     pub last_seen_ms: u64,
+    /// What it runs and where (absent for replicas that do not say).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub placement: Option<Placement>,
+}
+
+/// What a replica runs and where: shown in the spread panel, so a rolling
+/// update visibly shifts colour and version.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Placement {
+    /// The app server's version.
+    pub version: String,
+    /// `YELB_COLOR`: a CSS colour name or `#rgb`/`#rrggbb`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub color: Option<String>,
+    /// `YELB_MESSAGE`: a short banner.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// The node (Kubernetes: the downward API's `spec.nodeName`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
+    /// The zone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub zone: Option<String>,
+    /// The CPU architecture it was built for (`x86_64`, `aarch64`).
+    pub arch: String,
+    /// Where it runs: kubernetes, nomad, ecs, docker, or local.
+    pub orchestrator: String,
 }
 
 /// `GET /api/v1/replicas`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ReplicasBody {
     /// The app server that answered.
     pub hostname: String,
     /// Every app server seen in the last minute, by hostname.
     pub replicas: Vec<ReplicaInfo>,
+    /// The faults in force (stage control), each with its scope: the
+    /// badges of the spread panel. Empty when stage control is off.
+    #[serde(default)]
+    pub faults: Vec<Fault>,
 }
 
 /// `POST /api/v1/admin/reset`: the votes and page views are zero, from the

@@ -182,6 +182,9 @@ job "yelb" {
         RACK_ENV            = "custom"
         YELB_DB_PASSWORD    = var.db_password
         YELB_SHUTDOWN_DELAY = "5"
+        # Where each allocation runs, for the spread panel.
+        YELB_NODE = "${node.unique.name}"
+        YELB_ZONE = "${node.datacenter}"
       }
 
       resources {

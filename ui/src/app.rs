@@ -12,6 +12,7 @@
 
 use leptos::prelude::*;
 use yelb_core::Restaurant;
+use yelb_core::wire::{Fault, ReplicaInfo};
 
 use crate::chart::{self, RADIUS};
 use crate::model::{ApiLevel, Recent, SNAPSHOT_ID, Snapshot};
@@ -204,16 +205,81 @@ fn Donut() -> impl IntoView {
     }
 }
 
+/// One bar of the spread panel: a replica, a count, and what it says of
+/// itself (canary colour, version, where it runs) and of its faults.
+#[derive(Debug, Clone, PartialEq)]
+struct Row {
+    host: String,
+    n: u64,
+    color: Option<String>,
+    note: String,
+    fault: Option<String>,
+}
+
+/// The rows for `counts`, with what `/api/v1/replicas` says of each host.
+fn rows(counts: Vec<(String, u64)>, replicas: &[ReplicaInfo], faults: &[Fault]) -> Vec<Row> {
+    counts
+        .into_iter()
+        .map(|(host, n)| {
+            let placement = replicas.iter().find(|r| r.hostname == host).and_then(|r| r.placement.as_ref());
+            let note = placement
+                .map(|p| {
+                    let mut parts = vec![format!("v{}", p.version), p.arch.clone()];
+                    parts.extend(p.node.iter().cloned());
+                    parts.extend(p.zone.iter().cloned());
+                    parts.extend(p.message.iter().map(|m| format!("“{m}”")));
+                    parts.join(" · ")
+                })
+                .unwrap_or_default();
+            let fault = fault_badge(faults, &host);
+            Row { color: placement.and_then(|p| p.color.clone()), note, fault, host, n }
+        })
+        .collect()
+}
+
+/// What the faults in force do to `host`, in a few words.
+fn fault_badge(faults: &[Fault], host: &str) -> Option<String> {
+    let mine: Vec<&Fault> = faults.iter().filter(|f| f.spec.scope == "all" || f.spec.scope == host).collect();
+    if mine.is_empty() {
+        return None;
+    }
+    let mut words = Vec::new();
+    let latency = mine.iter().map(|f| f.spec.latency_ms).max().unwrap_or(0);
+    let errors = mine.iter().map(|f| f.spec.error_rate).fold(0.0, f64::max);
+    if latency > 0 {
+        words.push(format!("+{latency} ms"));
+    }
+    if errors > 0.0 {
+        words.push(format!("{:.0}% errors", errors * 100.0));
+    }
+    for (on, word) in [
+        (mine.iter().any(|f| f.spec.unready), "unready"),
+        (mine.iter().any(|f| f.spec.unhealthy), "unhealthy"),
+        (mine.iter().any(|f| f.spec.cpu_burn), "CPU burn"),
+        (mine.iter().any(|f| f.spec.crash), "crash"),
+    ] {
+        if on {
+            words.push(word.to_owned());
+        }
+    }
+    Some(format!("fault: {}", words.join(", ")))
+}
+
 /// Which app servers answer: this browser's recent requests, and the
 /// cluster-wide count of requests each replica served.
 #[component]
 fn Spread() -> impl IntoView {
     let ui = expect_context::<Ui>();
     let mine = Signal::derive(move || {
-        ui.recent.with(|r| r.tally().into_iter().map(|(h, n)| (h, n as u64)).collect::<Vec<_>>())
+        let counts =
+            ui.recent.with(|r| r.tally().into_iter().map(|(h, n)| (h, n as u64)).collect::<Vec<_>>());
+        ui.replicas.with(|replicas| ui.faults.with(|faults| rows(counts, replicas, faults)))
     });
     let cluster = Signal::derive(move || {
-        ui.replicas.with(|r| r.iter().map(|r| (r.hostname.clone(), r.served)).collect::<Vec<_>>())
+        ui.replicas.with(|replicas| {
+            let counts = replicas.iter().map(|r| (r.hostname.clone(), r.served)).collect();
+            ui.faults.with(|faults| rows(counts, replicas, faults))
+        })
     });
     let recent_len = move || ui.recent.with(Recent::len);
     view! {
@@ -235,22 +301,31 @@ fn Spread() -> impl IntoView {
     }
 }
 
-/// A bar per hostname, as long as its share of the largest.
+/// A bar per hostname, as long as its share of the largest, in the
+/// replica's canary colour when it has one.
 #[component]
-fn Bars(rows: Signal<Vec<(String, u64)>>, test: &'static str) -> impl IntoView {
+fn Bars(rows: Signal<Vec<Row>>, test: &'static str) -> impl IntoView {
     view! {
         <ul class="bars" data-test=test>
             {move || {
                 let rows = rows.get();
-                let max = rows.iter().map(|(_, n)| *n).max().unwrap_or(0).max(1);
+                let max = rows.iter().map(|r| r.n).max().unwrap_or(0).max(1);
                 rows.into_iter()
-                    .map(|(host, n)| {
-                        let width = format!("width:{:.1}%", n as f64 * 100.0 / max as f64);
+                    .map(|row| {
+                        let mut style = format!("width:{:.1}%", row.n as f64 * 100.0 / max as f64);
+                        if let Some(color) = &row.color {
+                            style.push_str(&format!(";background:{color}"));
+                        }
+                        let title = row.note.clone();
                         view! {
                             <li>
-                                <span class="bar-host">{host}</span>
-                                <span class="bar"><span class="fill" style=width></span></span>
-                                <span class="bar-n">{n}</span>
+                                <span class="bar-host" title=title>
+                                    {row.host}
+                                    <small class="bar-note">{row.note}</small>
+                                    {row.fault.map(|f| view! { <small class="bar-fault" data-test="fault">{f}</small> })}
+                                </span>
+                                <span class="bar"><span class="fill" style=style></span></span>
+                                <span class="bar-n">{row.n}</span>
                             </li>
                         }
                     })

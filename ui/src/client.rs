@@ -228,6 +228,7 @@ async fn introduce(ui: Ui, api: &Api, view_counted: bool) -> Result<(), ApiError
     if ui.api.get_untracked() == ApiLevel::Unknown {
         match api.get::<ReplicasBody>(ui, api::REPLICAS).await {
             Ok(body) => {
+                ui.faults.set(body.faults);
                 ui.replicas.set(body.replicas);
                 ui.api.set(ApiLevel::Modern);
             }
@@ -351,6 +352,7 @@ async fn watch_spread(ui: Ui, api: Api) {
         }
         match api.get::<ReplicasBody>(ui, api::REPLICAS).await {
             Ok(body) => {
+                ui.faults.set(body.faults);
                 ui.replicas.set(body.replicas);
             }
             Err(ApiError::NotFound) => ui.api.set(ApiLevel::Legacy),

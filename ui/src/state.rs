@@ -6,7 +6,7 @@
 //! - [`LiveStatus`]: how the page hears about other people's votes.
 
 use leptos::prelude::*;
-use yelb_core::wire::{LiveState, ReplicaInfo};
+use yelb_core::wire::{Fault, LiveState, ReplicaInfo};
 use yelb_core::{Restaurant, VoteCounts};
 
 use crate::model::{ApiLevel, Notice, Recent, Snapshot};
@@ -56,6 +56,8 @@ pub struct Ui {
     pub recent: RwSignal<Recent>,
     /// Requests served by each app server, cluster-wide.
     pub replicas: RwSignal<Vec<ReplicaInfo>>,
+    /// The faults in force (stage control): the spread panel's badges.
+    pub faults: RwSignal<Vec<Fault>>,
     /// The vote on its way, if any (its button shows it).
     pub pending: RwSignal<Option<Restaurant>>,
     /// Where API calls go (the snapshot's `api_base`), read once.
@@ -85,6 +87,7 @@ impl Ui {
             api: RwSignal::new(snapshot.api),
             recent: RwSignal::new(recent),
             replicas: RwSignal::new(snapshot.replicas.clone()),
+            faults: RwSignal::new(Vec::new()),
             pending: RwSignal::new(None),
             api_base: StoredValue::new(snapshot.api_base.clone()),
             epoch: StoredValue::new(0),

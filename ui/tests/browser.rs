@@ -317,3 +317,94 @@ async fn a_live_page_also_shows_votes_that_published_no_event_as_through_an_orig
     assert_eq!(browser.text("[data-test='live']").await, "live", "and it is still live");
     browser.close().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reset_drops_every_open_page_to_zero_across_replicas() {
+    let _one = exclusive().await;
+    let mut backends = real_backends();
+    backends.push("--admin-token=browser-test-token".to_owned());
+    let first = AppServer::start(&backends, 0).await;
+    let second = AppServer::start(&backends, 0).await;
+    let ui_one = UiServer::start(&first.url(), &[]).await;
+    let ui_two = UiServer::start(&second.url(), &[]).await;
+    let one = Browser::launch(DESKTOP, true).await;
+    let two = Browser::launch(DESKTOP, true).await;
+    one.open_hydrated(&ui_one.url).await;
+    two.open_hydrated(&ui_two.url).await;
+    two.wait_text("[data-test='live']", "the live badge", |t| t == "live").await;
+    for _ in 0..3 {
+        let n = number(&one.text(IHOP_COUNT).await);
+        one.click(IHOP_VOTE).await;
+        one.wait_text(IHOP_COUNT, "the vote", |t| number(t) == n + 1).await;
+    }
+    two.wait_text(IHOP_COUNT, "the votes on the other page", |t| t == "3").await;
+
+    let reset = http()
+        .post(format!("{}/api/v1/admin/reset", ui_one.url))
+        .bearer_auth("browser-test-token")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(reset.status(), 200, "a reset through the UI's /api forwarding");
+    for page in [&one, &two] {
+        page.wait_text(IHOP_COUNT, "the count back at zero", |t| t == "0").await;
+        page.wait_text("[data-test='pageviews']", "the page views back at zero", |t| number(t) == 0).await;
+    }
+    // Counting starts again from zero, on both pages.
+    two.click(IHOP_VOTE).await;
+    for page in [&one, &two] {
+        page.wait_text(IHOP_COUNT, "the first vote after the reset", |t| t == "1").await;
+    }
+    assert!(one.console_errors().await.is_empty());
+    one.close().await;
+    two.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_spread_panel_shows_each_replicas_canary_colour_and_its_faults() {
+    let _one = exclusive().await;
+    let mut backends = real_backends();
+    backends.push("--admin-token=browser-test-token".to_owned());
+    let mut canary = backends.clone();
+    canary.extend(["--color=orange".to_owned(), "--message=canary".to_owned()]);
+    let stable = AppServer::start(&backends, 0).await;
+    let tagged = AppServer::start(&canary, 0).await;
+    let ui = UiServer::start(&stable.url(), &[]).await;
+    let fault = format!(r#"{{"scope":"{}","ttl_secs":60,"latency_ms":5}}"#, tagged.hostname);
+    let set = http()
+        .put(format!("{}/api/v1/admin/faults", stable.url()))
+        .bearer_auth("browser-test-token")
+        .header("content-type", "application/json")
+        .body(fault)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(set.status(), 200);
+    let page = Browser::launch(DESKTOP, true).await;
+    page.open_hydrated(&ui.url).await;
+    let cluster = "[data-test='cluster'] li";
+    page.wait_text(cluster, "both replicas in the cluster list", |_| true).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let rows = page.texts(cluster).await;
+        if rows
+            .iter()
+            .any(|r| r.contains(&tagged.hostname) && r.contains("canary") && r.contains("fault: +5 ms"))
+        {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the canary's row never showed: {rows:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let colours: Vec<String> = page
+        .eval("return [...document.querySelectorAll(\"[data-test='cluster'] .fill\")].map(e => getComputedStyle(e).backgroundColor)")
+        .await
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap().to_owned())
+        .collect();
+    assert!(colours.contains(&"rgb(255, 165, 0)".to_owned()), "an orange bar: {colours:?}");
+    assert_eq!(page.texts("[data-test='fault']").await.len(), 1, "only the canary has a fault");
+    page.close().await;
+}

@@ -127,7 +127,8 @@ pub async fn events(
 pub async fn replicas(State(state): State<AppState>) -> Result<Json<ReplicasBody>, AppError> {
     let mut replicas = crate::replicas::list(&state).await?;
     replicas.sort_by(|a, b| a.hostname.cmp(&b.hostname));
-    Ok(Json(ReplicasBody { hostname: state.hostname().to_owned(), replicas }))
+    let faults = state.faults().in_force();
+    Ok(Json(ReplicasBody { hostname: state.hostname().to_owned(), replicas, faults }))
 }
 
 struct GaugeGuard(prometheus_client::metrics::gauge::Gauge);

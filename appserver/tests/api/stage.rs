@@ -221,6 +221,7 @@ on_both_backends!(
     latency_is_added_to_the_api_and_not_to_probes,
     readiness_and_liveness_switches_fail_their_probe_until_they_expire,
     bad_fault_specs_get_a_clear_4xx,
+    each_replica_reports_its_version_colour_and_placement,
 );
 
 async fn two_admin_replicas() -> (TestApp, TestApp, String) {
@@ -370,4 +371,71 @@ fn a_cpu_burn_fault_spins_a_core_until_it_expires() {
     // cores, so a third of one is the bar.
     assert!(burning > 0.3, "burning used only {burning} s of CPU a second");
     assert!(after < 0.1, "still {after} s of CPU a second after expiry");
+}
+
+async fn each_replica_reports_its_version_colour_and_placement(b: Backend) {
+    let app = match b {
+        Backend::Memory => {
+            spawn_with(&["--color=Teal", "--message=canary v2", "--node=node-7", "--zone=eu-1a"])
+                .await
+                .wait_ready()
+                .await
+        }
+        Backend::Real => {
+            let (flags, _) = crate::helpers::real_backend_flags();
+            let mut refs: Vec<&str> = flags.iter().map(String::as_str).collect();
+            refs.extend(["--color=#0a0", "--orchestrator=nomad"]);
+            spawn_with(&refs).await.wait_ready().await
+        }
+    };
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let placement = loop {
+        let body = app.get_json("/api/v1/replicas").await;
+        let me = body["replicas"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["hostname"] == app.hostname.as_str())
+            .cloned();
+        if let Some(p) = me.map(|m| m["placement"].clone()).filter(|p| !p.is_null()) {
+            break p;
+        }
+        assert!(Instant::now() < deadline, "never listed with a placement: {body}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(placement["version"], env!("CARGO_PKG_VERSION"));
+    assert_eq!(placement["arch"], std::env::consts::ARCH);
+    match b {
+        Backend::Memory => {
+            assert_eq!(placement["color"], "teal");
+            assert_eq!(placement["message"], "canary v2");
+            assert_eq!(
+                (placement["node"].as_str(), placement["zone"].as_str()),
+                (Some("node-7"), Some("eu-1a"))
+            );
+            // Detected: this test may itself run in a container.
+            let detected = placement["orchestrator"].as_str().unwrap();
+            assert!(["kubernetes", "nomad", "ecs", "docker", "local"].contains(&detected), "{detected}");
+        }
+        Backend::Real => {
+            assert_eq!(placement["color"], "#0a0");
+            assert_eq!(placement["orchestrator"], "nomad");
+            assert!(placement.get("message").is_none());
+        }
+    }
+}
+
+#[test]
+fn a_colour_that_is_not_a_colour_stops_the_start() {
+    for bad in ["red;background:url(x)", "#12", "#gggggg"] {
+        let out = Command::new(BIN)
+            .env_clear()
+            .env("YELB_PORT", "0")
+            .env("YELB_COLOR", bad)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{bad}");
+        assert!(String::from_utf8_lossy(&out.stderr).contains("YELB_COLOR"), "{bad}");
+    }
 }
