@@ -57,9 +57,11 @@ case "${1:-}" in
     cp "target/$triple/release/$package" "$out/"
     ;;
   bundle-tools)
-    command -v npm >/dev/null || {
+    # wasm-opt (npm's binaryen) runs on node; npm is needed only to install it.
+    wasm_opt="${YELB_TOOLS:?}/npm/node_modules/.bin/wasm-opt"
+    if ! command -v node >/dev/null || { [ ! -x "$wasm_opt" ] && ! command -v npm >/dev/null; }; then
       apt-get update && apt-get install -y --no-install-recommends nodejs npm && rm -rf /var/lib/apt/lists/*
-    }
+    fi
     ./scripts/build-ui.sh --tools-only
     ;;
   bundle)

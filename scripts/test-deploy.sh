@@ -84,7 +84,7 @@ echo "helm lint --strict: ok"
 ! "$helm" template yelb deploy/helm/yelb --set ui.service.type=Bogus >/dev/null 2>&1 \
   || fail "values.schema.json let a bad Service type through"
 for values in "" "--set ui.service.type=NodePort --set ui.service.nodePort=30080 --set ingress.enabled=true --set autoscaling.enabled=false --set ingress.tlsSecretName=yelb-tls --set db.existingSecret=my-db" \
-  "--set ui.service.type=LoadBalancer --set networkPolicy.enabled=false --set image.registry=registry.example.com/yelb --set cache.auth.enabled=true"; do
+  "--set ui.service.type=LoadBalancer --set networkPolicy.enabled=false --set image.registry=registry.example.com/yelb --set cache.auth.enabled=true --set appserver.color=teal --set appserver.message=canary"; do
   # shellcheck disable=SC2086
   "$helm" template yelb deploy/helm/yelb $values > "$work/helm.yaml"
   for minor in $(seq 25 37); do
@@ -149,7 +149,8 @@ context="$work/context"
 rm -rf "$context" && mkdir -p "$context"
 # The committed tree (what a fresh clone has), not the working copy.
 git archive HEAD | tar -x -C "$context"
-./scripts/vendor.sh "$context/vendor" | sed 's/^/  /'
+# Vendored from the context's own Cargo.lock.
+"$context/scripts/vendor.sh" | sed 's/^/  /'
 
 step "Debian base image (debootstrap, cached in target/deploy)"
 rootfs="$work/rootfs"
@@ -199,7 +200,9 @@ log: {level: error}
 storage: {filesystem: {rootdirectory: $work/engine/registry}}
 http: {addr: 127.0.0.1:5000}
 YML
-in_netns docker-registry serve "$work/engine/registry.yml" >"$work/engine/registry.log" 2>&1 </dev/null &
+# Started directly (not through a shell function), so $! is the registry's
+# own PID and the cleanup can stop it.
+nsenter --net="/run/netns/$netns" docker-registry serve "$work/engine/registry.yml" >"$work/engine/registry.log" 2>&1 </dev/null &
 registry_pid=$!
 for i in $(seq 1 50); do in_netns curl -fs -o /dev/null http://127.0.0.1:5000/v2/ && break; sleep 0.2; done
 in_netns curl -fs -o /dev/null http://127.0.0.1:5000/v2/ || { cat "$work/engine/registry.log"; fail "the registry did not start"; }
