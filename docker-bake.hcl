@@ -12,7 +12,7 @@ variable "TAG" {
 }
 
 group "default" {
-  targets = ["yelb-ui", "yelb-appserver", "yelb-db", "yelb-cache"]
+  targets = ["yelb-ui", "yelb-appserver", "yelb-db", "yelb-cache", "yelb-loadgen"]
 }
 
 target "_platforms" {
@@ -43,4 +43,12 @@ target "yelb-cache" {
   inherits = ["_platforms"]
   context  = "deploy/cache"
   tags     = ["${REGISTRY}yelb-cache:${TAG}"]
+}
+
+# The audience simulator (a Kubernetes Job: deploy/kubernetes/extras).
+target "yelb-loadgen" {
+  inherits   = ["_platforms"]
+  context    = "."
+  dockerfile = "loadgen/Dockerfile"
+  tags       = ["${REGISTRY}yelb-loadgen:${TAG}"]
 }
