@@ -408,3 +408,52 @@ async fn the_spread_panel_shows_each_replicas_canary_colour_and_its_faults() {
     assert_eq!(page.texts("[data-test='fault']").await.len(), 1, "only the canary has a fault");
     page.close().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_console_signs_in_sets_and_clears_a_fault_and_resets_the_votes() {
+    let _one = exclusive().await;
+    let mut backends = real_backends();
+    backends.push("--admin-token=console-test-token".to_owned());
+    let app = AppServer::start(&backends, 0).await;
+    let ui = UiServer::start(&app.url(), &[]).await;
+    let page = Browser::launch(DESKTOP, true).await;
+    let fill =
+        |css: &str, value: &str| format!("document.querySelector(\"{css}\").value = {value:?}; return true;");
+
+    page.open(&format!("{}/console", ui.url)).await;
+    page.eval(&fill("[data-test='token']", "wrong-token-000")).await;
+    page.click("[data-test='sign-in']").await;
+    page.wait_text("[data-test='console-error']", "the refusal", |t| t.contains("401")).await;
+    page.eval(&fill("[data-test='token']", "console-test-token")).await;
+    page.click("[data-test='sign-in']").await;
+    page.wait_text("[data-test='console-notice']", "signed in", |t| t == "Signed in.").await;
+    assert_eq!(page.text("[data-test='no-faults']").await, "None.");
+
+    page.eval(&fill("[name='error_percent']", "100")).await;
+    page.click("[data-test='set-fault']").await;
+    page.wait_text("[data-test='faults'] tbody", "the fault listed", |t| {
+        t.contains("all") && t.contains("100% errors")
+    })
+    .await;
+    let status = http().get(format!("{}/api/getvotes", app.url())).send().await.unwrap().status();
+    assert_eq!(status, 503, "the fault is in force on the app server");
+    page.click("[data-test='clear']").await;
+    page.wait_text("[data-test='no-faults']", "no faults", |t| t == "None.").await;
+
+    for _ in 0..3 {
+        assert_eq!(
+            http().post(format!("{}/api/v1/votes/ihop", app.url())).send().await.unwrap().status(),
+            200
+        );
+    }
+    page.click("[data-test='reset']").await;
+    page.wait_text("[data-test='console-notice']", "the reset", |t| t.contains("zero")).await;
+    let votes: serde_json::Value =
+        http().get(format!("{}/api/v1/votes", app.url())).send().await.unwrap().json().await.unwrap();
+    assert_eq!(votes["total"], 0);
+    // The refused sign-in answered 401 on purpose; nothing else may fail.
+    let errors: Vec<String> =
+        page.console_errors().await.into_iter().filter(|e| !e.contains("401")).collect();
+    assert!(errors.is_empty(), "no CSP or load errors on the console: {errors:?}");
+    page.close().await;
+}

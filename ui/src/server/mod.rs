@@ -35,6 +35,7 @@ use tower_http::services::ServeDir;
 use tower_http::set_header::SetResponseHeaderLayer;
 
 pub mod config;
+pub mod console;
 pub mod error;
 pub mod page;
 pub mod proxy;
@@ -102,6 +103,12 @@ pub fn app(state: UiState) -> Router {
         .nest_service("/pkg", pkg)
         .route_layer(axum::middleware::from_fn(guard_pkg))
         .route("/vote/{restaurant}", post(page::vote))
+        .route("/console", get(console::page))
+        .route("/console/sign-in", post(console::sign_in))
+        .route("/console/sign-out", post(console::sign_out))
+        .route("/console/reset", post(console::reset))
+        .route("/console/faults", post(console::set_fault))
+        .route("/console/clear", post(console::clear))
         .route("/api", any(forward))
         .route("/api/{*rest}", any(forward))
         .route("/healthz", get(|| async { axum::Json(json!({"status": "ok"})) }))

@@ -268,6 +268,41 @@ impl Upstream {
         Ok(Some(Answer { body, served_by }))
     }
 
+    /// Calls stage control (`/api/v1/admin/...`) with the speaker's token
+    /// and an optional JSON body; parses the JSON answer. A refusal (401,
+    /// 404 when stage control is off, 422) comes back with the app server's
+    /// own words.
+    pub async fn call_admin<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        token: &str,
+        json: Option<String>,
+    ) -> Result<T, UiError> {
+        let body = json.unwrap_or_default();
+        let request = Request::builder()
+            .method(method)
+            .uri(self.uri(path)?)
+            .header(header::ACCEPT, "application/json")
+            .header(header::CONTENT_TYPE, "application/json")
+            .header(header::AUTHORIZATION, format!("Bearer {token}"))
+            .header(header::CONTENT_LENGTH, body.len())
+            .body(Body::from(body))
+            .map_err(|e| UiError::BadRequest(e.to_string()))?;
+        let response = self.send(request, self.timeout).await?;
+        let status = response.status();
+        let bytes = axum::body::to_bytes(response.into_body(), MAX_BODY)
+            .await
+            .map_err(|e| UiError::BadUpstream(format!("{path}: {e}")))?;
+        if !status.is_success() {
+            let message = serde_json::from_slice::<yelb_core::wire::ErrorBody>(&bytes)
+                .map(|b| b.error)
+                .unwrap_or_else(|_| String::from_utf8_lossy(&bytes).chars().take(200).collect());
+            return Err(UiError::Refused { status: status.as_u16(), message });
+        }
+        serde_json::from_slice(&bytes).map_err(|e| UiError::BadUpstream(format!("{path}: {e}")))
+    }
+
     /// What the last request to the app server found. `/readyz` reports it
     /// without making a request of its own, so a probe never waits on the
     /// app server.

@@ -1,0 +1,325 @@
+//! The speaker's console at `/console`: stage control from a browser. Plain
+//! server-rendered forms (an askama template, no JavaScript), so it works on
+//! any laptop under the page's strict CSP.
+//!
+//! - Sign in with the app server's `YELB_ADMIN_TOKEN`: it is checked against
+//!   the app server, then kept in an `HttpOnly`, `SameSite=Strict` cookie
+//!   scoped to `/console` (so another site cannot make the browser post
+//!   these forms with it).
+//! - Reset the votes and page views; set a fault for every replica or one
+//!   (from `/api/v1/replicas`); clear them all. Each action calls
+//!   `/api/v1/admin/...` with the token and comes back to the page, which
+//!   lists the faults in force. The app server's refusals are shown in its
+//!   own words.
+
+use askama::Template;
+use axum::Form;
+use axum::extract::{Query, State};
+use axum::http::header::{CONTENT_TYPE, COOKIE, LOCATION, SET_COOKIE};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use yelb_core::wire::{FaultSpec, FaultsBody, ReplicasBody, ResetReceipt};
+
+use super::UiState;
+use super::error::UiError;
+
+/// The cookie that keeps the token.
+const COOKIE_NAME: &str = "yelb_admin";
+
+#[derive(Template)]
+#[template(path = "console.html")]
+struct ConsolePage {
+    title: String,
+    signed_in: bool,
+    notice: Option<String>,
+    error: Option<String>,
+    faults: Vec<FaultRow>,
+    replicas: Vec<String>,
+}
+
+/// One fault in force, in words.
+struct FaultRow {
+    scope: String,
+    what: String,
+    expires_in: u64,
+}
+
+/// The token from the request's cookie.
+fn token(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get_all(COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(name, _)| *name == COOKIE_NAME)
+        .map(|(_, value)| value.to_owned())
+        .filter(|t| !t.is_empty())
+}
+
+fn describe(spec: &FaultSpec) -> String {
+    let mut words = Vec::new();
+    if spec.latency_ms > 0 || spec.latency_jitter_ms > 0 {
+        words.push(format!("+{} ms (+0-{} ms)", spec.latency_ms, spec.latency_jitter_ms));
+    }
+    if spec.error_rate > 0.0 {
+        words.push(format!("{:.0}% errors", spec.error_rate * 100.0));
+    }
+    for (on, word) in [
+        (spec.unready, "readiness off"),
+        (spec.unhealthy, "liveness off"),
+        (spec.crash, "crash"),
+        (spec.cpu_burn, "CPU burn"),
+    ] {
+        if on {
+            words.push(word.to_owned());
+        }
+    }
+    words.join(", ")
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
+fn html(status: StatusCode, page: &ConsolePage) -> Response {
+    match page.render() {
+        Ok(body) => (status, [(CONTENT_TYPE, "text/html; charset=utf-8")], body).into_response(),
+        Err(e) => UiError::BadUpstream(format!("the console page did not render: {e}")).into_response(),
+    }
+}
+
+fn back_to(done: &str) -> Response {
+    let location = format!("/console?done={done}");
+    (StatusCode::SEE_OTHER, [(LOCATION, location)]).into_response()
+}
+
+/// What `?done=` says happened.
+#[derive(Deserialize)]
+pub struct Done {
+    done: Option<String>,
+}
+
+/// `GET /console`.
+pub async fn page(State(state): State<UiState>, headers: HeaderMap, Query(done): Query<Done>) -> Response {
+    let notice = done.done.as_deref().and_then(|d| match d {
+        "reset" => Some("Votes and page views are back at zero on every replica.".to_owned()),
+        "fault" => Some("Fault set.".to_owned()),
+        "cleared" => Some("Every fault cleared.".to_owned()),
+        "signed-in" => Some("Signed in.".to_owned()),
+        _ => None,
+    });
+    render(&state, &headers, notice, None, StatusCode::OK).await
+}
+
+async fn render(
+    state: &UiState,
+    headers: &HeaderMap,
+    notice: Option<String>,
+    error: Option<String>,
+    status: StatusCode,
+) -> Response {
+    let mut page = ConsolePage {
+        title: state.config.title.clone(),
+        signed_in: false,
+        notice,
+        error,
+        faults: Vec::new(),
+        replicas: Vec::new(),
+    };
+    if let Some(token) = token(headers) {
+        match state.upstream.call_admin::<FaultsBody>(Method::GET, "/api/v1/admin/faults", &token, None).await
+        {
+            Ok(body) => {
+                page.signed_in = true;
+                let now = now_ms();
+                page.faults = body
+                    .faults
+                    .iter()
+                    .map(|f| FaultRow {
+                        scope: f.spec.scope.clone(),
+                        what: describe(&f.spec),
+                        expires_in: f.expires_at_ms.saturating_sub(now).div_ceil(1000),
+                    })
+                    .collect();
+            }
+            Err(e) => page.error = page.error.or(Some(e.to_string())),
+        }
+        if let Ok(Some(answer)) = state
+            .upstream
+            .call::<ReplicasBody>(Method::GET, "/api/v1/replicas", state.config.upstream_timeout)
+            .await
+        {
+            page.replicas = answer.body.replicas.into_iter().map(|r| r.hostname).collect();
+        }
+    }
+    html(status, &page)
+}
+
+/// The sign-in form.
+#[derive(Deserialize)]
+pub struct SignIn {
+    token: String,
+}
+
+/// `POST /console/sign-in`: checks the token against the app server, then
+/// keeps it in the cookie.
+pub async fn sign_in(State(state): State<UiState>, Form(form): Form<SignIn>) -> Response {
+    let token = form.token.trim().to_owned();
+    let valid = !token.is_empty() && token.chars().all(|c| c.is_ascii_graphic());
+    let checked = if valid {
+        state.upstream.call_admin::<FaultsBody>(Method::GET, "/api/v1/admin/faults", &token, None).await
+    } else {
+        Err(UiError::BadRequest("the token is printable characters without spaces".into()))
+    };
+    match checked {
+        Ok(_) => {
+            let cookie = format!("{COOKIE_NAME}={token}; Path=/console; HttpOnly; SameSite=Strict");
+            let mut response = back_to("signed-in");
+            if let Ok(value) = HeaderValue::from_str(&cookie) {
+                response.headers_mut().insert(SET_COOKIE, value);
+            }
+            response
+        }
+        Err(e) => render(&state, &HeaderMap::new(), None, Some(e.to_string()), status_of(&e)).await,
+    }
+}
+
+/// `POST /console/sign-out`.
+pub async fn sign_out() -> Response {
+    let mut response = back_to("signed-out");
+    response.headers_mut().insert(
+        SET_COOKIE,
+        HeaderValue::from_static("yelb_admin=; Path=/console; HttpOnly; SameSite=Strict; Max-Age=0"),
+    );
+    response
+}
+
+/// The status a console page answers with after the app server refused.
+fn status_of(e: &UiError) -> StatusCode {
+    match e {
+        UiError::Refused { status, .. } => StatusCode::from_u16(*status).unwrap_or(StatusCode::BAD_GATEWAY),
+        UiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+        _ => StatusCode::BAD_GATEWAY,
+    }
+}
+
+/// Runs one admin call with the cookie's token, then comes back to the page.
+async fn act<T: serde::de::DeserializeOwned>(
+    state: &UiState,
+    headers: &HeaderMap,
+    method: Method,
+    path: &str,
+    json: Option<String>,
+    done: &str,
+) -> Response {
+    let Some(token) = token(headers) else {
+        let e = UiError::BadRequest("sign in first".into());
+        return render(state, headers, None, Some(e.to_string()), StatusCode::UNAUTHORIZED).await;
+    };
+    match state.upstream.call_admin::<T>(method, path, &token, json).await {
+        Ok(_) => back_to(done),
+        Err(e) => render(state, headers, None, Some(e.to_string()), status_of(&e)).await,
+    }
+}
+
+/// `POST /console/reset`.
+pub async fn reset(State(state): State<UiState>, headers: HeaderMap) -> Response {
+    act::<ResetReceipt>(&state, &headers, Method::POST, "/api/v1/admin/reset", None, "reset").await
+}
+
+/// `POST /console/clear`.
+pub async fn clear(State(state): State<UiState>, headers: HeaderMap) -> Response {
+    act::<FaultsBody>(&state, &headers, Method::DELETE, "/api/v1/admin/faults", None, "cleared").await
+}
+
+/// The fault form. Numbers arrive as text; empty means 0.
+#[derive(Deserialize)]
+pub struct FaultForm {
+    scope: String,
+    ttl_secs: String,
+    #[serde(default)]
+    latency_ms: String,
+    #[serde(default)]
+    latency_jitter_ms: String,
+    #[serde(default)]
+    error_percent: String,
+    unready: Option<String>,
+    unhealthy: Option<String>,
+    crash: Option<String>,
+    cpu_burn: Option<String>,
+}
+
+fn number<T: std::str::FromStr + Default>(field: &str, text: &str) -> Result<T, String> {
+    let text = text.trim();
+    if text.is_empty() {
+        return Ok(T::default());
+    }
+    text.parse().map_err(|_| format!("{field}: {text:?} is not a number"))
+}
+
+impl FaultForm {
+    fn spec(&self) -> Result<FaultSpec, String> {
+        Ok(FaultSpec {
+            scope: self.scope.trim().to_owned(),
+            ttl_secs: number("ttl_secs", &self.ttl_secs)?,
+            latency_ms: number("latency_ms", &self.latency_ms)?,
+            latency_jitter_ms: number("latency_jitter_ms", &self.latency_jitter_ms)?,
+            error_rate: number::<f64>("error_percent", &self.error_percent)? / 100.0,
+            unready: self.unready.is_some(),
+            unhealthy: self.unhealthy.is_some(),
+            crash: self.crash.is_some(),
+            cpu_burn: self.cpu_burn.is_some(),
+        })
+    }
+}
+
+/// `POST /console/faults`.
+pub async fn set_fault(
+    State(state): State<UiState>,
+    headers: HeaderMap,
+    Form(form): Form<FaultForm>,
+) -> Response {
+    match form.spec() {
+        Ok(spec) => {
+            let json = serde_json::to_string(&spec).ok();
+            act::<FaultsBody>(&state, &headers, Method::PUT, "/api/v1/admin/faults", json, "fault").await
+        }
+        Err(why) => render(&state, &headers, None, Some(why), StatusCode::UNPROCESSABLE_ENTITY).await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_token_is_read_from_its_cookie_among_others() {
+        let mut headers = HeaderMap::new();
+        headers.insert(COOKIE, HeaderValue::from_static("a=1; yelb_admin=s3cret-token; b=2"));
+        assert_eq!(token(&headers).as_deref(), Some("s3cret-token"));
+        headers.insert(COOKIE, HeaderValue::from_static("yelb_admin="));
+        assert_eq!(token(&headers), None);
+    }
+
+    #[test]
+    fn the_form_becomes_a_fault_spec_and_says_which_field_is_wrong() {
+        let form = FaultForm {
+            scope: "all".into(),
+            ttl_secs: "60".into(),
+            latency_ms: "".into(),
+            latency_jitter_ms: "50".into(),
+            error_percent: "25".into(),
+            unready: Some("on".into()),
+            unhealthy: None,
+            crash: None,
+            cpu_burn: None,
+        };
+        let spec = form.spec().unwrap();
+        assert_eq!((spec.ttl_secs, spec.latency_ms, spec.latency_jitter_ms), (60, 0, 50));
+        assert!((spec.error_rate - 0.25).abs() < 1e-9 && spec.unready && !spec.crash);
+        let bad = FaultForm { ttl_secs: "soon".into(), ..form };
+        assert!(bad.spec().unwrap_err().starts_with("ttl_secs"));
+    }
+}
