@@ -3,7 +3,8 @@
 //! - [`shell`]: the whole HTML document (head, snapshot, hydration scripts).
 //! - [`App`]: the body: header with the app server's hostname and the live
 //!   badge, the notice bar, the four cards, the donut chart with page views,
-//!   the spread panel and the QR code.
+//!   the spread panel and the QR code; or, at `/present`, the presenter
+//!   view (a huge donut, a big QR code and the replica topology).
 //!
 //! The components never talk to the network themselves: they read the
 //! page's state ([`Ui`], in `crate::state`), and in the browser `client`
@@ -56,6 +57,9 @@ pub fn App() -> impl IntoView {
         Effect::new(move |_| crate::client::start(ui, &snapshot));
     }
 
+    if snapshot.present {
+        return view! { <Present snapshot/> }.into_any();
+    }
     let title = snapshot.title.clone();
     let hostname = move || ui.hostname.get().unwrap_or_else(|| "…".to_owned());
     view! {
@@ -88,6 +92,89 @@ pub fn App() -> impl IntoView {
         <footer>
             <p>"Yelb, in Rust. Votes go to the app server through this page's own server; no internet needed."</p>
         </footer>
+    }
+    .into_any()
+}
+
+/// The presenter view (`/present`), for the projector: a huge donut, a big
+/// QR code, and the app-server replicas with their requests per second,
+/// canary colour and fault badges, as a strip from the UI to the stores.
+#[component]
+fn Present(snapshot: Snapshot) -> impl IntoView {
+    let ui = expect_context::<Ui>();
+    let total = move || ui.votes.get().total();
+    view! {
+        <main class="present">
+            <section class="present-chart" aria-label="Results">
+                <h1>{snapshot.title.clone()}</h1>
+                <Donut/>
+                <p class="present-total">
+                    <strong data-test="present-total">{total}</strong> " votes · "
+                    <span class=move || format!("badge {:?}", ui.live.get()).to_lowercase() data-test="live">
+                        {move || ui.live.get().label()}
+                    </span>
+                </p>
+            </section>
+            <Qr url=snapshot.public_url.clone() svg=snapshot.qr_svg.clone()/>
+            <Topology/>
+        </main>
+    }
+}
+
+/// How a replica looks on the topology strip.
+fn replica_state(replica: &ReplicaInfo, faults: &[Fault]) -> (&'static str, Option<String>) {
+    let fault = fault_badge(faults, &replica.hostname);
+    let state = if replica.last_seen_ms > 3_000 {
+        "gone"
+    } else if fault.is_some() {
+        "faulty"
+    } else {
+        "up"
+    };
+    (state, fault)
+}
+
+/// UI → app-server replicas → Postgres and Redis. Replicas appear as they
+/// start reporting and grey out when they stop; each shows its requests per
+/// second, canary colour and fault.
+#[component]
+fn Topology() -> impl IntoView {
+    let ui = expect_context::<Ui>();
+    let replicas = move || {
+        let faults = ui.faults.get();
+        let rates = ui.rates.get();
+        ui.replicas
+            .get()
+            .into_iter()
+            .map(|r| {
+                let (state, fault) = replica_state(&r, &faults);
+                let rate = rates.iter().find(|(h, _)| *h == r.hostname).map_or(0.0, |(_, x)| *x);
+                let colour = r.placement.as_ref().and_then(|p| p.color.clone());
+                let style = colour.map(|c| format!("border-color:{c}")).unwrap_or_default();
+                let version =
+                    r.placement.as_ref().map(|p| format!("v{} · {}", p.version, p.arch)).unwrap_or_default();
+                view! {
+                    <li class=format!("node replica {state}") style=style data-test="replica">
+                        <span class="node-name">{r.hostname}</span>
+                        <span class="node-rate" data-test="rate">{format!("{rate:.1} req/s")}</span>
+                        <small>{version}</small>
+                        {fault.map(|f| view! { <small class="bar-fault" data-test="fault">{f}</small> })}
+                    </li>
+                }
+            })
+            .collect_view()
+    };
+    view! {
+        <section class="topology" aria-label="Topology" hidden=move || ui.api.get() != ApiLevel::Modern>
+            <div class="node">"UI"</div>
+            <span class="arrow">"→"</span>
+            <ul class="replicas" data-test="topology">{replicas}</ul>
+            <span class="arrow">"→"</span>
+            <div class="stores">
+                <div class="node">"Postgres"</div>
+                <div class="node">"Redis"</div>
+            </div>
+        </section>
     }
 }
 

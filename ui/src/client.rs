@@ -345,6 +345,8 @@ async fn stream(ui: Ui, api: &Api) -> bool {
 
 /// Keeps the spread panel's cluster-wide counts current (our API only).
 async fn watch_spread(ui: Ui, api: Api) {
+    // The previous read's counts and time, for requests per second.
+    let mut previous: (f64, Vec<(String, u64)>) = (js_sys::Date::now(), Vec::new());
     loop {
         sleep(Duration::from_millis(SPREAD_MS)).await;
         if ui.api.get_untracked() != ApiLevel::Modern {
@@ -352,6 +354,19 @@ async fn watch_spread(ui: Ui, api: Api) {
         }
         match api.get::<ReplicasBody>(ui, api::REPLICAS).await {
             Ok(body) => {
+                let now = js_sys::Date::now();
+                let secs = ((now - previous.0) / 1000.0).max(0.001);
+                let rates = body
+                    .replicas
+                    .iter()
+                    .map(|r| {
+                        let before =
+                            previous.1.iter().find(|(h, _)| *h == r.hostname).map_or(r.served, |(_, n)| *n);
+                        (r.hostname.clone(), r.served.saturating_sub(before) as f64 / secs)
+                    })
+                    .collect();
+                previous = (now, body.replicas.iter().map(|r| (r.hostname.clone(), r.served)).collect());
+                ui.rates.set(rates);
                 ui.faults.set(body.faults);
                 ui.replicas.set(body.replicas);
             }

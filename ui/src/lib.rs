@@ -13,6 +13,9 @@
 //!
 //! Wire types come from `yelb-core`, shared with the app server; the UI talks
 //! to the app server over HTTP only.
+// The presenter view nests deep enough in view types to need more
+// than the default 128 (release and wasm builds compute their layout).
+#![recursion_limit = "256"]
 
 pub mod app;
 pub mod chart;

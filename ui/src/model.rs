@@ -44,6 +44,9 @@ pub struct Snapshot {
     pub replicas: Vec<ReplicaInfo>,
     /// A message for the top of the page (a no-JavaScript vote's outcome).
     pub notice: Option<Notice>,
+    /// The presenter view (`/present`): projector layout, no voting cards.
+    #[serde(default)]
+    pub present: bool,
 }
 
 /// A message shown above the cards until dismissed.
@@ -82,6 +85,7 @@ impl Snapshot {
             view_counted: false,
             replicas: Vec::new(),
             notice: None,
+            present: false,
         }
     }
 

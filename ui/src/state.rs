@@ -58,6 +58,9 @@ pub struct Ui {
     pub replicas: RwSignal<Vec<ReplicaInfo>>,
     /// The faults in force (stage control): the spread panel's badges.
     pub faults: RwSignal<Vec<Fault>>,
+    /// Requests per second each replica served over the last spread read
+    /// (the presenter view).
+    pub rates: RwSignal<Vec<(String, f64)>>,
     /// The vote on its way, if any (its button shows it).
     pub pending: RwSignal<Option<Restaurant>>,
     /// Where API calls go (the snapshot's `api_base`), read once.
@@ -88,6 +91,7 @@ impl Ui {
             recent: RwSignal::new(recent),
             replicas: RwSignal::new(snapshot.replicas.clone()),
             faults: RwSignal::new(Vec::new()),
+            rates: RwSignal::new(Vec::new()),
             pending: RwSignal::new(None),
             api_base: StoredValue::new(snapshot.api_base.clone()),
             epoch: StoredValue::new(0),

@@ -457,3 +457,59 @@ async fn the_console_signs_in_sets_and_clears_a_fault_and_resets_the_votes() {
     assert!(errors.is_empty(), "no CSP or load errors on the console: {errors:?}");
     page.close().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_presenter_view_shows_the_votes_live_and_each_replica_with_its_rate_and_fault() {
+    let _one = exclusive().await;
+    let mut backends = real_backends();
+    backends.push("--admin-token=present-test-token".to_owned());
+    let first = AppServer::start(&backends, 0).await;
+    let second = AppServer::start(&backends, 0).await;
+    let ui = UiServer::start(&first.url(), &[]).await;
+    let page = Browser::launch(DESKTOP, true).await;
+    page.open_hydrated(&format!("{}/present", ui.url)).await;
+    assert!(page.exists("main.present svg").await, "the donut");
+    assert!(page.exists("main.present .qr-code svg").await, "the QR code");
+    assert!(!page.exists("button.vote").await, "no voting cards on the projector");
+    page.wait_text("[data-test='live']", "the live badge", |t| t == "live").await;
+
+    // Votes through both replicas show at once.
+    for app in [&first, &second, &second] {
+        http().post(format!("{}/api/v1/votes/chipotle", app.url())).send().await.unwrap();
+    }
+    page.wait_text("[data-test='present-total']", "three votes", |t| t == "3").await;
+
+    let fault = format!(r#"{{"scope":"{}","ttl_secs":60,"error_rate":0.5}}"#, second.hostname);
+    let set = http()
+        .put(format!("{}/api/v1/admin/faults", first.url()))
+        .bearer_auth("present-test-token")
+        .header("content-type", "application/json")
+        .body(fault)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(set.status(), 200);
+    // Load on the first replica shows as its rate; the second gets a badge.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        for _ in 0..20 {
+            http().get(format!("{}/api/getvotes", first.url())).send().await.unwrap();
+        }
+        let rows = page.texts("[data-test='replica']").await;
+        let busy = rows.iter().any(|r| {
+            r.contains(&first.hostname)
+                && r.split_whitespace()
+                    .zip(r.split_whitespace().skip(1))
+                    .any(|(n, unit)| unit == "req/s" && n.parse::<f64>().is_ok_and(|x| x > 1.0))
+        });
+        let badge = rows.iter().any(|r| r.contains(&second.hostname) && r.contains("50% errors"));
+        if busy && badge && rows.len() == 2 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the topology never showed rate and fault: {rows:?}");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    page.screenshot("present").await;
+    assert!(page.console_errors().await.is_empty());
+    page.close().await;
+}

@@ -94,6 +94,7 @@ pub fn app(state: UiState) -> Router {
         SetResponseHeaderLayer::overriding(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     let site = Router::new()
         .route("/", get(page::page))
+        .route("/present", get(page::present))
         .route("/yelb.css", get(|| async { asset("text/css; charset=utf-8", CSS) }))
         .route("/favicon.svg", get(|| async { asset("image/svg+xml", FAVICON) }))
         .layer(CompressionLayer::new());

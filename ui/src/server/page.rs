@@ -59,12 +59,23 @@ impl PageQuery {
 }
 
 /// `GET /`.
-pub async fn page(
+pub async fn page(state: State<UiState>, query: Query<PageQuery>, request: Request<Body>) -> Response {
+    render(state, query, request, false).await
+}
+
+/// `GET /present`: the presenter view, for the projector.
+pub async fn present(state: State<UiState>, query: Query<PageQuery>, request: Request<Body>) -> Response {
+    render(state, query, request, true).await
+}
+
+async fn render(
     State(state): State<UiState>,
     Query(query): Query<PageQuery>,
     request: Request<Body>,
+    present: bool,
 ) -> Response {
-    let snapshot = snapshot(&state, request.headers(), query.notice()).await;
+    let mut snapshot = snapshot(&state, request.headers(), query.notice()).await;
+    snapshot.present = present;
     let options = state.leptos.clone();
     // One nonce per answer: Leptos writes it on its inline hydration script,
     // and the policy allows only scripts that carry it (or come from here).
