@@ -12,15 +12,15 @@
 # CLI), pushed as TAG-amd64 and TAG-arm64, and joined by `docker manifest`.
 # Either way the Rust build stage cross-compiles: no emulation is needed.
 #
-# Environment: PLATFORMS (default linux/amd64,linux/arm64), IMAGES (default all
-# four), CONTEXT (default the repository; a copy with vendor/ builds offline),
+# Environment: PLATFORMS (default linux/amd64,linux/arm64), IMAGES (default the
+# four, plus yelb-loadgen, the audience simulator), CONTEXT (default the repository; a copy with vendor/ builds offline),
 # DOCKER (default docker). Build-time figures are printed per image/platform.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ $# -eq 2 ] || { sed -n '2,4p' "$0" >&2; exit 2; }
 registry=${1%/} tag=$2
 platforms=${PLATFORMS:-linux/amd64,linux/arm64}
-images=${IMAGES:-yelb-ui yelb-appserver yelb-db yelb-cache}
+images=${IMAGES:-yelb-ui yelb-appserver yelb-db yelb-cache yelb-loadgen}
 context=${CONTEXT:-$PWD}
 docker=${DOCKER:-docker}
 
@@ -34,6 +34,7 @@ source_of() {
   case "$1" in
     yelb-ui) echo "$context/ui/Dockerfile $context" ;;
     yelb-appserver) echo "$context/appserver/Dockerfile $context" ;;
+    yelb-loadgen) echo "$context/loadgen/Dockerfile $context" ;;
     yelb-db) echo "$context/deploy/db/Dockerfile $context/deploy/db" ;;
     yelb-cache) echo "$context/deploy/cache/Dockerfile $context/deploy/cache" ;;
     *) echo "unknown image: $1" >&2; exit 2 ;;

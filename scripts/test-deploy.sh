@@ -65,7 +65,7 @@ docker compose config -q || fail "docker compose config"
 echo "docker compose config: ok"
 docker stack config -c deploy/swarm/stack.yml >/dev/null || fail "docker stack config"
 echo "docker stack config: ok"
-"$venv/bin/hadolint" appserver/Dockerfile ui/Dockerfile deploy/db/Dockerfile deploy/cache/Dockerfile \
+"$venv/bin/hadolint" appserver/Dockerfile ui/Dockerfile loadgen/Dockerfile deploy/db/Dockerfile deploy/cache/Dockerfile \
   deploy/test/standins/*.Dockerfile || fail "hadolint"
 echo "hadolint: ok"
 
@@ -78,6 +78,11 @@ for overlay in deploy/kubernetes/overlays/*/; do
   done
   echo "kubernetes-validate --strict, 1.25-1.37: $overlay ok ($(grep -c '^kind:' "$rendered") objects)"
 done
+for minor in $(seq 25 37); do
+  "$venv/bin/kubernetes-validate" --strict --quiet -k "1.$minor.0" deploy/kubernetes/extras/*.yaml >/dev/null \
+    || fail "deploy/kubernetes/extras on 1.$minor"
+done
+echo "kubernetes-validate --strict, 1.25-1.37: deploy/kubernetes/extras ok"
 
 "$helm" lint --strict deploy/helm/yelb >/dev/null || fail "helm lint"
 echo "helm lint --strict: ok"
@@ -123,7 +128,7 @@ PY
 echo "actionlint: .github/workflows ok"
 "$venv/bin/cfn-lint" deploy/ecs/yelb.yaml || fail "cfn-lint"
 echo "cfn-lint: deploy/ecs/yelb.yaml ok"
-for target in deploy docker-compose.yml appserver/Dockerfile ui/Dockerfile; do
+for target in deploy docker-compose.yml appserver/Dockerfile ui/Dockerfile loadgen/Dockerfile; do
   "$venv/bin/trivy" config --skip-check-update --skip-version-check --disable-telemetry --quiet \
     --severity HIGH,CRITICAL --ignorefile .trivyignore --exit-code 1 "$target" >"$work/trivy.log" 2>&1 \
     || { cat "$work/trivy.log"; fail "trivy config found HIGH or CRITICAL issues in $target"; }
@@ -226,8 +231,9 @@ start=$(date +%s.%N)
 PLATFORMS=linux/amd64,linux/arm64 IMAGES="yelb-appserver yelb-ui" CONTEXT="$context" DOCKER="$work/engine/docker" \
   ./scripts/publish.sh "$registry" "$tag" 2>"$work/build.log" | sed 's/^/  /' || { cat "$work/build.log"; fail "publish.sh"; }
 echo "  cold build and push of both images for both platforms: $(since "$start") s"
-# The stand-in bases of the database and cache images exist for amd64 only.
-PLATFORMS=linux/amd64 IMAGES="yelb-db yelb-cache" CONTEXT="$context" DOCKER="$work/engine/docker" \
+# The stand-in bases of the database and cache images exist for amd64 only;
+# the simulator is built for amd64 too, to run it against Compose below.
+PLATFORMS=linux/amd64 IMAGES="yelb-db yelb-cache yelb-loadgen" CONTEXT="$context" DOCKER="$work/engine/docker" \
   ./scripts/publish.sh "$registry" "$tag" 2>"$work/build.log" | sed 's/^/  /' || { cat "$work/build.log"; fail "publish.sh"; }
 for image in yelb-appserver yelb-ui; do
   for arch in amd64 arm64; do
@@ -337,6 +343,19 @@ distinct=$(echo "$hosts" | grep -c .)
 replicas=$(in_netns curl -fsS "$ui/api/v1/replicas" | grep -o '"hostname"' | wc -l)
 echo "  /api/v1/replicas lists $((replicas - 1)) replicas"
 [ "$((replicas - 1))" -eq 3 ] || fail "expected 3 replicas in /api/v1/replicas"
+
+step "the audience simulator's image against Compose"
+before=$(in_netns curl -fsS "$ui/api/v1/votes" | sed -n 's/.*"total":\([0-9]*\).*/\1/p')
+network=$(docker inspect -f '{{range $k, $v := .NetworkSettings.Networks}}{{$k}}{{end}}' "$(docker compose ps -q yelb-ui)")
+summary=$(docker run --rm --network "$network" "$registry/yelb-loadgen:$tag-amd64" \
+  --url http://yelb-ui:8080 --users 8 --rate 0 --duration 3s --json --quiet) || fail "yelb-loadgen did not run"
+counted=$(echo "$summary" | sed -n 's/^  "total": \([0-9]*\),/\1/p')
+after=$(in_netns curl -fsS "$ui/api/v1/votes" | sed -n 's/.*"total":\([0-9]*\).*/\1/p')
+echo "  yelb-loadgen counted $counted votes in 3 s through the UI; the app servers' total went from $before to $after"
+[ "$counted" -gt 0 ] && [ $((after - before)) -eq "$counted" ] || fail "the simulator's count and the database disagree"
+spread=$(echo "$summary" | tr -d '\n ' | sed -n 's/.*"replicas":{\([^}]*\)}.*/\1/p')
+echo "  answers per replica: $spread"
+[ "$(echo "$spread" | tr ',' '\n' | grep -c .)" -ge 2 ] || fail "the simulator saw fewer than two replicas"
 
 step "the database container restarts: the votes stay"
 docker compose restart yelb-db >/dev/null

@@ -7,6 +7,9 @@ around a podman limitation, not a problem of the manifests:
   are left out and written as such JSON files, for `podman secret create`.
 - One replica per Deployment: podman publishes every container port on the
   host, so a second replica's port collides with the first.
+- The downward API's spec.nodeName (YELB_NODE) is not supported by podman
+  4.3 ("fieldPath spec.nodeName is either not valid or not supported"), so
+  it becomes a literal value naming the podman host.
 - yelb-db keeps a writable root and no emptyDir for its socket: podman does
   not apply fsGroup to emptyDir volumes, so Postgres (UID 999) could not
   write there.
@@ -38,6 +41,11 @@ for doc in docs:
     if doc["kind"] == "Deployment":
         doc["spec"]["replicas"] = 1
         pod = doc["spec"]["template"]["spec"]
+        for container in pod["containers"]:
+            for env in container.get("env", []):
+                if env.get("valueFrom", {}).get("fieldRef", {}).get("fieldPath") == "spec.nodeName":
+                    env.pop("valueFrom")
+                    env["value"] = "podman-host"
         if doc["metadata"]["name"] == "yelb-db":
             container = pod["containers"][0]
             container["securityContext"].pop("readOnlyRootFilesystem", None)
