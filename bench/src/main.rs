@@ -195,6 +195,10 @@ async fn main() -> Result<()> {
 
     let pg = PgServer::start_durable();
     let redis = RedisServer::start_new();
+    // BENCH_ONLY=fault: just the fault layer's cost (for iterating on it).
+    if std::env::var("BENCH_ONLY").as_deref() == Ok("fault") {
+        return fault_layer_cost(&pg, &redis, seconds.min(5));
+    }
 
     // The ceiling, measured before and after the app runs; ratios use the
     // higher of the two, so a slow moment of this shared machine cannot
@@ -319,12 +323,15 @@ async fn main() -> Result<()> {
 
 /// The cost of stage control's fault layer with no fault set: getvotes on
 /// an app server without `YELB_ADMIN_TOKEN` (no layer) and one with it (the
-/// layer runs, finds nothing), alternated four times so drift on this shared
-/// machine hits both alike; medians compared.
+/// layer runs, finds nothing), alternated four times (ABBA order) so drift on
+/// this shared machine hits both alike; medians compared.
 fn fault_layer_cost(pg: &PgServer, redis: &RedisServer, seconds: u64) -> Result<()> {
     let (mut off, mut on) = (Vec::new(), Vec::new());
     for round in 0..4 {
-        for (with_token, into) in [(false, &mut off), (true, &mut on)] {
+        // Which goes first alternates too, so drift within a round cancels.
+        let order = if round % 2 == 0 { [false, true] } else { [true, false] };
+        for with_token in order {
+            let into = if with_token { &mut on } else { &mut off };
             let port = free_port();
             let extra: &[(&str, &str)] =
                 if with_token { &[("YELB_ADMIN_TOKEN", "bench-token-123")] } else { &[] };
@@ -340,6 +347,15 @@ fn fault_layer_cost(pg: &PgServer, redis: &RedisServer, seconds: u64) -> Result<
     };
     let (rps_off, rps_on) = (median(&off, |l| l.rps), median(&on, |l| l.rps));
     let (p50_off, p50_on) = (median(&off, |l| l.p50_ms), median(&on, |l| l.p50_ms));
+    // On a thread of its own: it runs its own runtime, outside main's.
+    let (bare, layered) = std::thread::spawn(fault_layer_in_process)
+        .join()
+        .map_err(|_| anyhow::anyhow!("the in-process run panicked"))??;
+    println!(
+        "fault layer, no fault set, in process (the router called directly, GET /api/hostname, no network): \
+         {bare:.0} ns a request without it, {layered:.0} ns with it -> {:+.1}%",
+        100.0 * (layered - bare) / bare
+    );
     println!(
         "fault layer, no fault set (GET /api/getvotes, 4 alternating rounds of {seconds} s, medians): \
          without it {rps_off:.0} req/s p50 {p50_off:.2} ms, with it {rps_on:.0} req/s p50 {p50_on:.2} ms \
@@ -348,4 +364,64 @@ fn fault_layer_cost(pg: &PgServer, redis: &RedisServer, seconds: u64) -> Result<
         100.0 * (p50_on - p50_off) / p50_off
     );
     Ok(())
+}
+
+/// Sends `n` requests for `/api/hostname` through `service`, one after the
+/// other; how long they took.
+fn run_requests<S>(runtime: &tokio::runtime::Runtime, service: S, n: u32) -> std::time::Duration
+where
+    S: tower::Service<axum::http::Request<axum::body::Body>> + Clone,
+{
+    use tower::ServiceExt as _;
+    runtime.block_on(async {
+        let start = Instant::now();
+        for _ in 0..n {
+            let request =
+                axum::http::Request::get("/api/hostname").body(axum::body::Body::empty()).unwrap_or_default();
+            let _ = service.clone().oneshot(request).await;
+        }
+        start.elapsed()
+    })
+}
+
+/// The fault layer's cost without the network's noise: the app server's
+/// router (embedded mode) called in this process, without and with stage
+/// control, 200,000 requests a round, six rounds in ABBA order with fresh
+/// instances each round; medians of nanoseconds per request.
+fn fault_layer_in_process() -> Result<(f64, f64)> {
+    const N: u32 = 200_000;
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    // Stage control off: the router alone (what `service` wraps, minus the
+    // layer). On: `routes::service`, the layer included, no fault set.
+    let state = |token: bool| -> Result<yelb_appserver::AppState> {
+        let mut argv = vec!["yelb-appserver", "--hostname=bench"];
+        if token {
+            argv.push("--admin-token=bench-token-123");
+        }
+        let args = <yelb_appserver::config::Args as clap::Parser>::try_parse_from(argv)?;
+        let config = yelb_appserver::Config::from_args(args)?;
+        runtime.block_on(async { yelb_appserver::build_state(&config) })
+    };
+    // Fresh instances every round, built in alternating order: two
+    // identical routers built one after the other time up to 10% apart.
+    let time = |service: &dyn Fn() -> Result<std::time::Duration>| -> Result<f64> {
+        Ok(service()?.as_nanos() as f64 / f64::from(N))
+    };
+    let bare = || Ok(run_requests(&runtime, yelb_appserver::routes::app(state(false)?), N));
+    let layered = || Ok(run_requests(&runtime, yelb_appserver::routes::service(state(true)?), N));
+    let (mut off, mut on) = (Vec::new(), Vec::new());
+    for round in 0..6 {
+        if round % 2 == 0 {
+            off.push(time(&bare)?);
+            on.push(time(&layered)?);
+        } else {
+            on.push(time(&layered)?);
+            off.push(time(&bare)?);
+        }
+    }
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        (v[2] + v[3]) / 2.0
+    };
+    Ok((median(off), median(on)))
 }

@@ -39,6 +39,19 @@ impl Page {
     }
 }
 
+/// Sets a fault through `app`'s stage control.
+async fn set_fault(app: &AppServer, token: &str, spec: &str) {
+    let set = http()
+        .put(format!("{}/api/v1/admin/faults", app.url()))
+        .bearer_auth(token)
+        .header("content-type", "application/json")
+        .body(spec.to_owned())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(set.status(), 200, "PUT faults {spec}");
+}
+
 fn number(text: &str) -> i64 {
     text.trim().parse().unwrap_or(-1)
 }
@@ -371,15 +384,7 @@ async fn the_spread_panel_shows_each_replicas_canary_colour_and_its_faults() {
     let tagged = AppServer::start(&canary, 0).await;
     let ui = UiServer::start(&stable.url(), &[]).await;
     let fault = format!(r#"{{"scope":"{}","ttl_secs":60,"latency_ms":5}}"#, tagged.hostname);
-    let set = http()
-        .put(format!("{}/api/v1/admin/faults", stable.url()))
-        .bearer_auth("browser-test-token")
-        .header("content-type", "application/json")
-        .body(fault)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(set.status(), 200);
+    set_fault(&stable, "browser-test-token", &fault).await;
     let page = Browser::launch(DESKTOP, true).await;
     page.open_hydrated(&ui.url).await;
     let cluster = "[data-test='cluster'] li";
@@ -480,15 +485,7 @@ async fn the_presenter_view_shows_the_votes_live_and_each_replica_with_its_rate_
     page.wait_text("[data-test='present-total']", "three votes", |t| t == "3").await;
 
     let fault = format!(r#"{{"scope":"{}","ttl_secs":60,"error_rate":0.5}}"#, second.hostname);
-    let set = http()
-        .put(format!("{}/api/v1/admin/faults", first.url()))
-        .bearer_auth("present-test-token")
-        .header("content-type", "application/json")
-        .body(fault)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(set.status(), 200);
+    set_fault(&first, "present-test-token", &fault).await;
     // Load on the first replica shows as its rate; the second gets a badge.
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     loop {

@@ -5,8 +5,9 @@
 //! - [`v1`]: the modern API and live events.
 //! - [`ops`]: health, readiness, metrics, OpenAPI, index.
 //! - [`admin`]: stage control (reset, faults), with `YELB_ADMIN_TOKEN` only.
-//!   With it on, the data routes (the two APIs, not the probes, metrics or
-//!   admin) go through [`crate::faults::inject`].
+//!   With it on, faults apply to the data routes (the two APIs, not the
+//!   probes, metrics, OpenAPI or admin): [`service`] wraps the router in
+//!   [`crate::faults::FaultLayer`].
 //!
 //! Every answer carries `X-Served-By: <hostname>` and the original's three
 //! CORS headers; every `OPTIONS` is answered as a CORS preflight; unknown
@@ -17,7 +18,6 @@ use axum::http::header::{ACCESS_CONTROL_ALLOW_HEADERS, ACCESS_CONTROL_ALLOW_METH
 use axum::http::{HeaderName, HeaderValue, Method, Uri};
 use axum::routing::{any, get, post};
 use axum::{Router, middleware};
-use tower::ServiceExt as _;
 use tower_http::cors::{AllowHeaders, AllowMethods, CorsLayer};
 use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::trace::{DefaultMakeSpan, DefaultOnFailure, DefaultOnRequest, DefaultOnResponse, TraceLayer};
@@ -81,7 +81,7 @@ pub fn app(state: AppState) -> Router {
                 get(admin::faults).put(admin::set_fault).delete(admin::clear_faults),
             )
             .route_layer(middleware::from_fn_with_state(state.clone(), admin::require_token));
-        (data.route_layer(middleware::from_fn_with_state(state.clone(), crate::faults::inject)), admin)
+        (data, admin)
     } else {
         let off = Router::new()
             .route("/api/v1/admin/reset", any(admin::disabled))
@@ -139,7 +139,10 @@ pub fn service(
 > + Clone
 + Send
 + 'static {
-    app(state).map_request(collapse_slashes)
+    // Faults wrap the whole router rather than each route: with none in
+    // force that is one atomic load a request, and no extra boxing.
+    let faults = crate::faults::FaultLayer::new(state.clone());
+    tower::ServiceBuilder::new().map_request(collapse_slashes).layer(faults).service(app(state))
 }
 
 /// The original UI asks for `//api/getvotes`: treat runs of `/` as one.

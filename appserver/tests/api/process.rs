@@ -59,7 +59,7 @@ fn help_and_the_readme_list_the_same_variables() {
 
 /// Starts the real binary in embedded mode on a free port with `vars` set,
 /// its stderr captured, and waits until it listens.
-fn start_binary(vars: &[(&str, &str)]) -> (std::process::Child, u16) {
+pub(crate) fn start_binary(vars: &[(&str, &str)]) -> (std::process::Child, u16) {
     let port = yelb_testkit::free_port();
     let mut cmd = Command::new(BIN);
     cmd.env_clear().env("YELB_LISTEN_ADDR", "127.0.0.1").env("YELB_PORT", port.to_string());
@@ -75,22 +75,28 @@ fn start_binary(vars: &[(&str, &str)]) -> (std::process::Child, u16) {
     (child, port)
 }
 
+/// Waits (bounded by `within`) for `child` to exit; kills it and fails the
+/// test if it does not.
+pub(crate) fn wait_exit(child: &mut std::process::Child, within: Duration) -> std::process::ExitStatus {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("did not exit within {within:?}");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
 #[test]
 fn sigterm_makes_the_process_exit_promptly_and_cleanly() {
     let (mut child, _) = start_binary(&[("RUST_LOG", "warn")]);
     let sent = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
     assert!(sent.success());
-    let deadline = Instant::now() + Duration::from_secs(5);
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("did not exit within 5 s of SIGTERM");
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    };
+    let status = wait_exit(&mut child, Duration::from_secs(5));
     assert!(status.success(), "{status:?}");
 }
 

@@ -287,23 +287,7 @@ const BIN: &str = env!("CARGO_BIN_EXE_yelb-appserver");
 
 /// The real binary in embedded mode with stage control on; its port.
 fn start_admin_binary() -> (std::process::Child, u16) {
-    let port = yelb_testkit::free_port();
-    let child = Command::new(BIN)
-        .env_clear()
-        .env("YELB_LISTEN_ADDR", "127.0.0.1")
-        .env("YELB_PORT", port.to_string())
-        .env("YELB_ADMIN_TOKEN", TOKEN)
-        .env("RUST_LOG", "warn")
-        .stdin(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "never listened");
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    (child, port)
+    crate::process::start_binary(&[("YELB_ADMIN_TOKEN", TOKEN), ("RUST_LOG", "warn")])
 }
 
 fn put_fault(port: u16, spec: &str) -> u16 {
@@ -333,17 +317,7 @@ fn cpu_secs(pid: u32) -> f64 {
 fn a_crash_fault_exits_the_process_with_status_70() {
     let (mut child, port) = start_admin_binary();
     assert_eq!(put_fault(port, r#"{"scope":"all","ttl_secs":30,"crash":true}"#), 200);
-    let deadline = Instant::now() + Duration::from_secs(5);
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("the process did not crash");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let status = crate::process::wait_exit(&mut child, Duration::from_secs(5));
     assert_eq!(status.code(), Some(70));
 }
 

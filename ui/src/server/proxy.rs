@@ -83,6 +83,22 @@ impl Reachability {
     }
 }
 
+/// Reads an answer the UI's server asked for itself: the JSON body of a
+/// success, or the app server's own words for a refusal.
+async fn read_json<T: DeserializeOwned>(response: Response<Body>, path: &str) -> Result<T, UiError> {
+    let status = response.status();
+    let bytes = axum::body::to_bytes(response.into_body(), MAX_BODY)
+        .await
+        .map_err(|e| UiError::BadUpstream(format!("{path}: {e}")))?;
+    if !status.is_success() {
+        let message = serde_json::from_slice::<yelb_core::wire::ErrorBody>(&bytes)
+            .map(|b| b.error)
+            .unwrap_or_else(|_| String::from_utf8_lossy(&bytes).chars().take(200).collect());
+        return Err(UiError::Refused { status: status.as_u16(), message });
+    }
+    serde_json::from_slice(&bytes).map_err(|e| UiError::BadUpstream(format!("{path}: {e}")))
+}
+
 /// One answer the UI's server read for itself.
 #[derive(Debug)]
 pub struct Answer<T> {
@@ -254,17 +270,7 @@ impl Upstream {
             return Ok(None);
         }
         let served_by = response.headers().get(SERVED_BY).and_then(|v| v.to_str().ok()).map(str::to_owned);
-        let bytes = axum::body::to_bytes(response.into_body(), MAX_BODY)
-            .await
-            .map_err(|e| UiError::BadUpstream(format!("{path}: {e}")))?;
-        if !status.is_success() {
-            let message = serde_json::from_slice::<yelb_core::wire::ErrorBody>(&bytes)
-                .map(|b| b.error)
-                .unwrap_or_else(|_| String::from_utf8_lossy(&bytes).chars().take(200).collect());
-            return Err(UiError::Refused { status: status.as_u16(), message });
-        }
-        let body =
-            serde_json::from_slice(&bytes).map_err(|e| UiError::BadUpstream(format!("{path}: {e}")))?;
+        let body = read_json(response, path).await?;
         Ok(Some(Answer { body, served_by }))
     }
 
@@ -290,17 +296,7 @@ impl Upstream {
             .body(Body::from(body))
             .map_err(|e| UiError::BadRequest(e.to_string()))?;
         let response = self.send(request, self.timeout).await?;
-        let status = response.status();
-        let bytes = axum::body::to_bytes(response.into_body(), MAX_BODY)
-            .await
-            .map_err(|e| UiError::BadUpstream(format!("{path}: {e}")))?;
-        if !status.is_success() {
-            let message = serde_json::from_slice::<yelb_core::wire::ErrorBody>(&bytes)
-                .map(|b| b.error)
-                .unwrap_or_else(|_| String::from_utf8_lossy(&bytes).chars().take(200).collect());
-            return Err(UiError::Refused { status: status.as_u16(), message });
-        }
-        serde_json::from_slice(&bytes).map_err(|e| UiError::BadUpstream(format!("{path}: {e}")))
+        read_json(response, path).await
     }
 
     /// What the last request to the app server found. `/readyz` reports it
