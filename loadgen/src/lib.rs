@@ -174,6 +174,17 @@ impl Engine {
         self.users.store(n, Ordering::Relaxed);
     }
 
+    /// A handle that resizes the run from elsewhere while [`Engine::run`]
+    /// holds the engine.
+    pub fn users_handle(&self) -> Arc<AtomicUsize> {
+        self.users.clone()
+    }
+
+    /// The run's length.
+    pub fn duration(&self) -> Duration {
+        self.options.duration
+    }
+
     /// Time since the run started.
     pub fn elapsed(&self) -> Duration {
         self.started.elapsed()

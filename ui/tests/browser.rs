@@ -39,6 +39,20 @@ impl Page {
     }
 }
 
+/// An app server with stage control on `token`, a UI in front of it, a browser.
+async fn console_setup(token: &str) -> (AppServer, UiServer, Browser) {
+    let mut backends = real_backends();
+    backends.push(format!("--admin-token={token}"));
+    let app = AppServer::start(&backends, 0).await;
+    let ui = UiServer::start(&app.url(), &[]).await;
+    (app, ui, Browser::launch(DESKTOP, true).await)
+}
+
+/// A script that sets the value of the input `css`.
+fn fill(css: &str, value: &str) -> String {
+    format!("document.querySelector(\"{css}\").value = {value:?}; return true;")
+}
+
 /// Sets a fault through `app`'s stage control.
 async fn set_fault(app: &AppServer, token: &str, spec: &str) {
     let set = http()
@@ -417,13 +431,7 @@ async fn the_spread_panel_shows_each_replicas_canary_colour_and_its_faults() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_console_signs_in_sets_and_clears_a_fault_and_resets_the_votes() {
     let _one = exclusive().await;
-    let mut backends = real_backends();
-    backends.push("--admin-token=console-test-token".to_owned());
-    let app = AppServer::start(&backends, 0).await;
-    let ui = UiServer::start(&app.url(), &[]).await;
-    let page = Browser::launch(DESKTOP, true).await;
-    let fill =
-        |css: &str, value: &str| format!("document.querySelector(\"{css}\").value = {value:?}; return true;");
+    let (app, ui, page) = console_setup("console-test-token").await;
 
     page.open(&format!("{}/console", ui.url)).await;
     page.eval(&fill("[data-test='token']", "wrong-token-000")).await;
@@ -508,5 +516,50 @@ async fn the_presenter_view_shows_the_votes_live_and_each_replica_with_its_rate_
     }
     page.screenshot("present").await;
     assert!(page.console_errors().await.is_empty());
+    page.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_console_runs_resizes_and_stops_the_audience_simulator() {
+    let _one = exclusive().await;
+    let (app, ui, page) = console_setup("sim-test-token").await;
+    let console = format!("{}/console", ui.url);
+    page.open(&console).await;
+    page.eval(&fill("[data-test='token']", "sim-test-token")).await;
+    page.click("[data-test='sign-in']").await;
+    page.wait_text("[data-test='console-notice']", "signed in", |t| t == "Signed in.").await;
+
+    // A short run, flat out: what it counted is what the app server holds.
+    page.eval(&fill("[data-test='sim-users']", "4")).await;
+    page.eval(&fill("[data-test='sim-rate']", "0")).await;
+    page.eval(&fill("[data-test='sim-seconds']", "2")).await;
+    page.click("[data-test='sim-start']").await;
+    page.wait_text("[data-test='console-notice']", "started", |t| t.contains("voting")).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let counted = loop {
+        page.open(&console).await;
+        let status = page.text("[data-test='sim-status']").await;
+        if status.starts_with("stopped") {
+            break number(&page.text("[data-test='sim-votes']").await);
+        }
+        assert!(std::time::Instant::now() < deadline, "the run never ended: {status}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    let votes: serde_json::Value =
+        http().get(format!("{}/api/v1/votes", app.url())).send().await.unwrap().json().await.unwrap();
+    assert!(counted > 10, "only {counted} votes");
+    assert_eq!(votes["total"].as_i64(), Some(counted), "the simulator's count is the app server's");
+
+    // A long run, resized, then stopped.
+    page.eval(&fill("[data-test='sim-users']", "2")).await;
+    page.eval(&fill("[data-test='sim-rate']", "10")).await;
+    page.eval(&fill("[data-test='sim-seconds']", "600")).await;
+    page.click("[data-test='sim-start']").await;
+    page.wait_text("[data-test='sim-status']", "two voters", |t| t.starts_with("running: 2 voters")).await;
+    page.eval(&fill("[data-test='sim-users']", "5")).await;
+    page.click("[data-test='sim-resize']").await;
+    page.wait_text("[data-test='sim-status']", "five voters", |t| t.starts_with("running: 5 voters")).await;
+    page.click("[data-test='sim-stop']").await;
+    page.wait_text("[data-test='sim-status']", "stopped", |t| t.starts_with("stopped")).await;
     page.close().await;
 }

@@ -7,7 +7,9 @@
 //!   scoped to `/console` (so another site cannot make the browser post
 //!   these forms with it).
 //! - Reset the votes and page views; set a fault for every replica or one
-//!   (from `/api/v1/replicas`); clear them all. Each action calls
+//!   (from `/api/v1/replicas`); clear them all; start, resize and stop the
+//!   audience simulator ([`super::simulator`]), which votes on the app
+//!   server from this process. Each action calls
 //!   `/api/v1/admin/...` with the token and comes back to the page, which
 //!   lists the faults in force. The app server's refusals are shown in its
 //!   own words.
@@ -36,6 +38,19 @@ struct ConsolePage {
     error: Option<String>,
     faults: Vec<FaultRow>,
     replicas: Vec<String>,
+    sim: Option<SimView>,
+}
+
+/// The simulator's run, in words.
+struct SimView {
+    state: &'static str,
+    users: usize,
+    elapsed: u64,
+    duration: u64,
+    votes: u64,
+    per_second: String,
+    replicas: String,
+    errors: String,
 }
 
 /// One fault in force, in words.
@@ -108,6 +123,9 @@ pub async fn page(State(state): State<UiState>, headers: HeaderMap, Query(done):
         "fault" => Some("Fault set.".to_owned()),
         "cleared" => Some("Every fault cleared.".to_owned()),
         "signed-in" => Some("Signed in.".to_owned()),
+        "simulating" => Some("The audience simulator is voting.".to_owned()),
+        "resized" => Some("The audience simulator changed its number of voters.".to_owned()),
+        "stopped" => Some("The audience simulator stopped.".to_owned()),
         _ => None,
     });
     render(&state, &headers, notice, None, StatusCode::OK).await
@@ -127,6 +145,7 @@ async fn render(
         error,
         faults: Vec::new(),
         replicas: Vec::new(),
+        sim: None,
     };
     if let Some(token) = token(headers) {
         match state.upstream.call_admin::<FaultsBody>(Method::GET, "/api/v1/admin/faults", &token, None).await
@@ -153,6 +172,25 @@ async fn render(
         {
             page.replicas = answer.body.replicas.into_iter().map(|r| r.hostname).collect();
         }
+        page.sim = state.simulator.status().map(|s| {
+            let join = |m: &std::collections::BTreeMap<String, u64>| {
+                if m.is_empty() {
+                    "none".to_owned()
+                } else {
+                    m.iter().map(|(k, n)| format!("{k} {n}")).collect::<Vec<_>>().join(", ")
+                }
+            };
+            SimView {
+                state: if s.running { "running" } else { "stopped" },
+                users: s.users,
+                elapsed: s.elapsed,
+                duration: s.duration,
+                votes: s.summary.total,
+                per_second: format!("{:.1}", s.summary.total as f64 / s.summary.seconds.max(0.001)),
+                replicas: join(&s.summary.replicas),
+                errors: join(&s.summary.errors),
+            }
+        });
     }
     html(status, &page)
 }
@@ -288,6 +326,66 @@ pub async fn set_fault(
         }
         Err(why) => render(&state, &headers, None, Some(why), StatusCode::UNPROCESSABLE_ENTITY).await,
     }
+}
+
+/// Checks the cookie's token against the app server (the simulator runs
+/// here, so the app server cannot check it).
+async fn check_signed_in(state: &UiState, headers: &HeaderMap) -> Result<(), UiError> {
+    let token = token(headers).ok_or_else(|| UiError::BadRequest("sign in first".into()))?;
+    state
+        .upstream
+        .call_admin::<FaultsBody>(Method::GET, "/api/v1/admin/faults", &token, None)
+        .await
+        .map(|_| ())
+}
+
+/// The simulator form.
+#[derive(Deserialize)]
+pub struct SimForm {
+    users: String,
+    #[serde(default)]
+    rate: String,
+    #[serde(default)]
+    seconds: String,
+    /// `start` or `resize`.
+    action: String,
+}
+
+/// `POST /console/simulate`: starts a run, or resizes the one going on.
+pub async fn simulate(
+    State(state): State<UiState>,
+    headers: HeaderMap,
+    Form(form): Form<SimForm>,
+) -> Response {
+    if let Err(e) = check_signed_in(&state, &headers).await {
+        return render(&state, &headers, None, Some(e.to_string()), status_of(&e)).await;
+    }
+    let outcome = (|| {
+        let users: usize = number("users", &form.users)?;
+        if form.action == "resize" {
+            return state.simulator.resize(users).map(|()| "resized");
+        }
+        let rate: f64 = number("rate", &form.rate)?;
+        let seconds: u64 = number("seconds", &form.seconds)?;
+        let url = state.upstream.base().split(',').next().unwrap_or_default().to_owned();
+        state
+            .simulator
+            .start(url, users, rate, std::time::Duration::from_secs(seconds))
+            .map(|()| "simulating")
+    })();
+    match outcome {
+        Ok(done) => back_to(done),
+        Err(why) => render(&state, &headers, None, Some(why), StatusCode::UNPROCESSABLE_ENTITY).await,
+    }
+}
+
+/// `POST /console/simulate/stop`.
+pub async fn stop_simulation(State(state): State<UiState>, headers: HeaderMap) -> Response {
+    if let Err(e) = check_signed_in(&state, &headers).await {
+        return render(&state, &headers, None, Some(e.to_string()), status_of(&e)).await;
+    }
+    state.simulator.stop();
+    back_to("stopped")
 }
 
 #[cfg(test)]

@@ -40,6 +40,7 @@ pub mod error;
 pub mod page;
 pub mod proxy;
 pub mod security;
+pub mod simulator;
 
 pub use config::{Args, Command, Config};
 pub use error::UiError;
@@ -65,6 +66,8 @@ pub struct UiState {
     pub leptos: LeptosOptions,
     /// The cap on forwarded event streams.
     pub streams: yelb_service::StreamSlots,
+    /// The console's audience simulator.
+    pub simulator: simulator::Simulator,
 }
 
 impl UiState {
@@ -77,7 +80,7 @@ impl UiState {
             .site_pkg_dir("pkg")
             .build();
         let streams = yelb_service::StreamSlots::new(config.limits.max_streams);
-        UiState { config: Arc::new(config), upstream, leptos, streams }
+        UiState { config: Arc::new(config), upstream, leptos, streams, simulator: Default::default() }
     }
 
     fn bundle_present(&self) -> bool {
@@ -110,6 +113,8 @@ pub fn app(state: UiState) -> Router {
         .route("/console/reset", post(console::reset))
         .route("/console/faults", post(console::set_fault))
         .route("/console/clear", post(console::clear))
+        .route("/console/simulate", post(console::simulate))
+        .route("/console/simulate/stop", post(console::stop_simulation))
         .route("/api", any(forward))
         .route("/api/{*rest}", any(forward))
         .route("/healthz", get(|| async { axum::Json(json!({"status": "ok"})) }))
