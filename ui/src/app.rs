@@ -406,8 +406,8 @@ fn Bars(rows: Signal<Vec<Row>>, test: &'static str) -> impl IntoView {
                         let title = row.note.clone();
                         view! {
                             <li>
-                                <span class="bar-host" title=title>
-                                    {row.host}
+                                <span class="bar-label" title=title>
+                                    <span class="bar-host">{row.host}</span>
                                     <small class="bar-note">{row.note}</small>
                                     {row.fault.map(|f| view! { <small class="bar-fault" data-test="fault">{f}</small> })}
                                 </span>
