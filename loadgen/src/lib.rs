@@ -180,11 +180,6 @@ impl Engine {
         self.users.clone()
     }
 
-    /// The run's length.
-    pub fn duration(&self) -> Duration {
-        self.options.duration
-    }
-
     /// Time since the run started.
     pub fn elapsed(&self) -> Duration {
         self.started.elapsed()
