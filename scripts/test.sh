@@ -17,14 +17,23 @@ for svc in postgresql redis-server; do
   service "$svc" stop >/dev/null 2>&1 || true
 done
 
+# Each step says what it took: CI runs all of this and has a time budget
+# (README, "Tests").
+timed() {
+  local start=$SECONDS
+  "$@"
+  printf '== %d s: %s\n' $((SECONDS - start)) "$*"
+}
+
 rustup component add rustfmt clippy >/dev/null 2>&1 || true
-cargo fmt --all --check
-cargo clippy --workspace --all-targets --locked -- -D warnings
-./scripts/build-ui.sh
-cargo clippy --locked -p yelb-ui --lib --target wasm32-unknown-unknown --no-default-features --features hydrate -- -D warnings
-./scripts/fuzz-api.sh
+timed cargo fmt --all --check
+timed cargo clippy --workspace --all-targets --locked -- -D warnings
+timed ./scripts/build-ui.sh
+timed cargo clippy --locked -p yelb-ui --lib --target wasm32-unknown-unknown --no-default-features --features hydrate -- -D warnings
+timed ./scripts/fuzz-api.sh
 # Deployment files: offline validation, then images and compose on a real
 # Docker engine in a network namespace (deploy/README.md).
-./scripts/test-deploy.sh
+timed ./scripts/test-deploy.sh
 # Last, so its result lines close the output.
-cargo test --workspace --locked
+timed cargo test --workspace --locked
+echo "== the whole test command: $((SECONDS / 60)) min $((SECONDS % 60)) s"
