@@ -6,9 +6,7 @@
 #   image-build.sh toolchain              zig, cargo-zigbuild and the Rust
 #                                         targets, each only if missing
 #   image-build.sh compile PKG ARCH OUT   the static musl binary of PKG for
-#                                         ARCH (amd64 or arm64) into OUT/;
-#                                         every image's binary is compiled
-#                                         (see below), PKG's is copied
+#                                         ARCH (amd64 or arm64) into OUT/
 #   image-build.sh bundle-tools           node and the bundle's tools
 #                                         (scripts/build-ui.sh --tools-only)
 #   image-build.sh bundle SITE            the browser bundle into SITE/pkg
@@ -17,13 +15,6 @@
 # carries a C cross compiler and musl for every target, so mimalloc's C code
 # builds for arm64 on amd64 (and the other way round) with no emulation.
 #
-# One compile for all the images: `compile` builds the binaries of every
-# Rust image (yelb-appserver, yelb-ui, yelb-loadgen) in one cargo invocation,
-# into the target/ cache mount the Dockerfiles share. Their dependencies are
-# then compiled once per architecture with one set of features, and the
-# second and third image of a build (`docker compose build`, publish.sh, bake)
-# find their binary already made. Built alone, one image pays for all three.
-#
 # Offline: when the build context has a vendor/ folder (scripts/vendor.sh),
 # crates come from it and nothing is fetched. The tools are fetched only when
 # the Rust image lacks them (the project's CI hands in an image that has them).
@@ -31,8 +22,6 @@ set -euo pipefail
 
 zig_version=0.15.2
 zigbuild_version=0.24.1
-# The binaries of the Rust images (appserver/, ui/ and loadgen/Dockerfile).
-image_binaries="yelb-appserver yelb-ui yelb-loadgen"
 
 # Crates from ./vendor when the context carries one: cargo's own source
 # replacement, written where only this build sees it.
@@ -67,11 +56,8 @@ case "${1:-}" in
       arm64) triple=aarch64-unknown-linux-musl ;;
       *) echo "unsupported architecture: $arch (amd64 and arm64 are)" >&2; exit 1 ;;
     esac
-    case " $image_binaries " in *" $package "*) ;; *) echo "not an image's binary: $package" >&2; exit 1 ;; esac
     use_vendor
-    packages=()
-    for binary in $image_binaries; do packages+=(-p "$binary"); done
-    cargo zigbuild --release --locked --target "$triple" "${packages[@]}"
+    cargo zigbuild --release --locked --target "$triple" -p "$package"
     mkdir -p "$out"
     cp "target/$triple/release/$package" "$out/"
     ;;
