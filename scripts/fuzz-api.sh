@@ -32,11 +32,18 @@ if [ ! -x "$venv/bin/st" ]; then
   fi
   "$venv/bin/pip" install -q --disable-pip-version-check "schemathesis==4.32.5"
 fi
-cargo build --locked -q -p yelb-appserver
+# YELB_APPSERVER_BIN: a binary already built (scripts/test.sh hands in the one
+# `cargo test --no-run` made, which a `cargo build -p yelb-appserver` would
+# compile again with other dependency features: 74 crates, about 50 s).
+bin=${YELB_APPSERVER_BIN:-}
+if [ -z "$bin" ]; then
+  cargo build --locked -q -p yelb-appserver
+  bin=target/debug/yelb-appserver
+fi
 
 port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 token=$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')
-YELB_LISTEN_ADDR=127.0.0.1 YELB_PORT="$port" YELB_ADMIN_TOKEN="$token" RUST_LOG=warn ./target/debug/yelb-appserver &
+YELB_LISTEN_ADDR=127.0.0.1 YELB_PORT="$port" YELB_ADMIN_TOKEN="$token" RUST_LOG=warn "$bin" &
 pid=$!
 trap 'kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true' EXIT
 for _ in $(seq 1 100); do

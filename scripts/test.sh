@@ -30,7 +30,9 @@ timed cargo fmt --all --check
 timed cargo clippy --workspace --all-targets --locked -- -D warnings
 timed ./scripts/build-ui.sh
 timed cargo clippy --locked -p yelb-ui --lib --target wasm32-unknown-unknown --no-default-features --features hydrate -- -D warnings
-timed ./scripts/fuzz-api.sh
+# The tests' build comes early: fuzz-api runs the app server binary it makes.
+timed cargo test --workspace --locked --no-run
+timed env YELB_APPSERVER_BIN=target/debug/yelb-appserver ./scripts/fuzz-api.sh
 # Deployment files: offline validation, then images and compose on a real
 # Docker engine in a network namespace (deploy/README.md).
 timed ./scripts/test-deploy.sh
