@@ -15,6 +15,12 @@
 //! handle drops, and is also asked by the kernel (`PR_SET_PDEATHSIG`) to die
 //! with the thread that started it, so a test process killed mid-run leaves no
 //! server behind. Nothing here talks to anything but 127.0.0.1.
+//!
+//! Nor does it leave data behind: a Postgres data directory goes with its
+//! handle, the shared server's (which lives in a `static`, never dropped) at
+//! process exit, and one whose process was killed (its `owner` file names a
+//! process that is gone) by the next `PgServer` any process starts. Each is
+//! tens to hundreds of MB; before this, every test run left them in `/tmp`.
 
 mod balancer;
 pub mod fuzz;
@@ -187,7 +193,10 @@ impl PgServer {
     }
 
     fn init_stopped(durable: bool) -> PgServer {
-        let dir = tempfile::Builder::new().prefix("yelb-testkit-pg-").tempdir().expect("create temp dir");
+        sweep_orphaned_data_dirs();
+        let dir = tempfile::Builder::new().prefix(PG_DIR_PREFIX).tempdir().expect("create temp dir");
+        std::fs::write(dir.path().join(OWNER_FILE), owner_stamp(std::process::id()).unwrap_or_default())
+            .expect("write the data directory's owner file");
         let ids = postgres_ids();
         if let Some((uid, gid)) = ids {
             std::os::unix::fs::chown(dir.path(), Some(uid), Some(gid)).expect("chown data dir");
@@ -216,6 +225,9 @@ impl PgServer {
             .arg("-c")
             .arg(format!("unix_socket_directories={}", self.dir.path().display()))
             .args(["-c", "max_connections=200", "-c", "log_min_messages=fatal"])
+            // CREATE DATABASE writes the whole template to the WAL; recycle
+            // it early, so a test process's many databases stay small on disk.
+            .args(["-c", "min_wal_size=32MB", "-c", "max_wal_size=64MB"])
             .stdout(Stdio::null())
             .stderr(Stdio::null());
         if !self.durable {
@@ -287,6 +299,27 @@ impl PgServer {
         self.port
     }
 
+    /// The directory holding its data (removed with the server).
+    pub fn data_dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// For the shared server, which is never dropped: stops it and removes
+    /// its directory, through `&self` (the `Child` stays in the `static`).
+    fn shut_down_at_exit(&self) {
+        self.thaw();
+        if let Some(child) = &self.child {
+            let pid = child.id() as libc::pid_t;
+            // SAFETY: our own unreaped child; waitpid reaps it, and nothing
+            // uses the `Child` afterwards (the process is exiting).
+            unsafe {
+                libc::kill(pid, libc::SIGQUIT);
+                libc::waitpid(pid, std::ptr::null_mut(), 0);
+            }
+        }
+        let _ = std::fs::remove_dir_all(self.dir.path());
+    }
+
     /// A connection URL for database `dbname` as user `postgres`.
     pub fn url(&self, dbname: &str) -> String {
         format!("postgres://postgres:postgres_password@127.0.0.1:{}/{dbname}", self.port)
@@ -307,6 +340,50 @@ impl PgServer {
 impl Drop for PgServer {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+/// The prefix of every Postgres data directory we make in the temp dir.
+const PG_DIR_PREFIX: &str = "yelb-testkit-pg-";
+/// The file in a data directory naming the process that made it.
+const OWNER_FILE: &str = "owner";
+
+/// "PID START": a process and its start time (field 22 of `/proc/PID/stat`),
+/// so a PID reused by another process does not pass for the owner.
+fn owner_stamp(pid: u32) -> Option<String> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // "pid (comm) state ppid ...": comm may hold spaces; starttime is the
+    // 20th field after it.
+    let start = stat.rsplit_once(')')?.1.split_whitespace().nth(19)?;
+    Some(format!("{pid} {start}"))
+}
+
+/// Removes data directories whose owner is gone (a test process killed
+/// before it could clean up). One without an owner file is left alone for
+/// ten minutes, as a neighbour may be between creating it and stamping it.
+fn sweep_orphaned_data_dirs() {
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else { return };
+    for entry in entries.flatten() {
+        if !entry.file_name().to_string_lossy().starts_with(PG_DIR_PREFIX) {
+            continue;
+        }
+        let path = entry.path();
+        let stamp = std::fs::read_to_string(path.join(OWNER_FILE)).unwrap_or_default();
+        let owner = stamp.split_whitespace().next().and_then(|p| p.parse::<u32>().ok());
+        let orphaned = match owner {
+            Some(pid) => owner_stamp(pid).as_deref() != Some(stamp.trim()),
+            None => entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .is_ok_and(|t| t.elapsed().is_ok_and(|age| age > Duration::from_secs(600))),
+        };
+        // A killed owner's Postgres may still be exiting: try again briefly.
+        for _ in 0..3 {
+            if !orphaned || std::fs::remove_dir_all(&path).is_ok() || !path.exists() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
     }
 }
 
@@ -404,10 +481,22 @@ impl Drop for RedisServer {
     }
 }
 
-/// The process-wide Postgres server, started on first use.
+static SHARED_PG: OnceLock<PgServer> = OnceLock::new();
+
+/// The process-wide Postgres server, started on first use and removed, data
+/// and all, when the process exits.
 pub fn shared_pg() -> &'static PgServer {
-    static PG: OnceLock<PgServer> = OnceLock::new();
-    PG.get_or_init(PgServer::start_new)
+    SHARED_PG.get_or_init(|| {
+        extern "C" fn at_exit() {
+            if let Some(pg) = SHARED_PG.get() {
+                pg.shut_down_at_exit();
+            }
+        }
+        // SAFETY: registers a plain function; libtest leaves through
+        // `exit` (after the last test), which runs it.
+        unsafe { libc::atexit(at_exit) };
+        PgServer::start_new()
+    })
 }
 
 /// The process-wide Redis server, started on first use.

@@ -3,6 +3,8 @@
 // Tests fail loudly on purpose: an unwrap is an assertion here.
 #![allow(clippy::unwrap_used)]
 
+use std::path::PathBuf;
+use std::process::Command;
 use yelb_testkit::{PgServer, RedisServer};
 
 #[test]
@@ -75,4 +77,58 @@ fn a_frozen_postgres_does_not_answer_and_a_thawed_one_does() {
     assert!(!out.status.success(), "a frozen server must not answer");
     pg.thaw();
     assert_eq!(pg.psql("postgres", "SELECT 1"), "1");
+}
+
+/// Not a test: what the two tests below run in a child process. It starts
+/// the shared server, writes where its data is, and ends as it is told.
+#[test]
+#[ignore = "run as a child process by the data-directory tests"]
+fn child_process_with_the_shared_server() {
+    let dir = yelb_testkit::shared_pg().data_dir().to_owned();
+    std::fs::write(std::env::var("YELB_TESTKIT_CHILD_OUT").unwrap(), dir.to_str().unwrap()).unwrap();
+    if std::env::var("YELB_TESTKIT_CHILD").as_deref() == Ok("killed") {
+        std::process::abort();
+    }
+}
+
+/// Runs this test binary as a child that uses the shared server; returns
+/// whether it exited cleanly and the server's data directory.
+fn run_child(how: &str) -> (bool, PathBuf) {
+    let out = tempfile::NamedTempFile::new().unwrap();
+    let status = Command::new(std::env::current_exe().unwrap())
+        .args(["--ignored", "--exact", "child_process_with_the_shared_server", "--quiet"])
+        .env("YELB_TESTKIT_CHILD", how)
+        .env("YELB_TESTKIT_CHILD_OUT", out.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    let dir = PathBuf::from(std::fs::read_to_string(out.path()).unwrap());
+    assert!(dir.starts_with(std::env::temp_dir()), "{dir:?}");
+    (status.success(), dir)
+}
+
+#[test]
+fn the_shared_servers_data_goes_when_its_process_exits() {
+    let (clean, dir) = run_child("exits");
+    assert!(clean);
+    assert!(!dir.exists(), "{dir:?} was left behind");
+}
+
+#[test]
+fn a_killed_processs_data_goes_with_the_next_server() {
+    let (clean, dir) = run_child("killed");
+    assert!(!clean);
+    assert!(dir.exists(), "a killed process cannot clean up: {dir:?} should still be there");
+    let _next = PgServer::new_stopped();
+    assert!(!dir.exists(), "{dir:?} was left behind");
+}
+
+#[test]
+fn a_servers_data_goes_with_its_handle() {
+    let pg = PgServer::start_new();
+    let dir = pg.data_dir().to_owned();
+    assert!(dir.join("data").exists());
+    drop(pg);
+    assert!(!dir.exists(), "{dir:?} was left behind");
 }
