@@ -57,9 +57,11 @@ buildkit_docker=/usr/bin/docker
 
 # Seconds since a `date +%s.%N`.
 since() { awk -v a="$1" -v b="$(date +%s.%N)" 'BEGIN {printf "%.1f", b - a}'; }
-# Each step prints what the previous one took (CI time is budgeted).
+# Each step prints what the previous one took (CI time is budgeted) and the
+# disk left (the engine, the registry and podman hold gigabytes at times).
 step_start=""
-step_end() { [ -z "$step_start" ] || printf '  (%s s)\n' "$(since "$step_start")"; }
+free_gb() { df -BM --output=avail "$work" | awk 'NR == 2 {printf "%.1f", $1 / 1024}'; }
+step_end() { [ -z "$step_start" ] || printf '  (%s s; %s GB free)\n' "$(since "$step_start")" "$(free_gb)"; }
 step() { step_end; printf '\n== %s\n' "$*"; step_start=$(date +%s.%N); }
 # A build by the engine's BuildKit, quiet unless it fails.
 build() { DOCKER_BUILDKIT=1 "$buildkit_docker" build -q "$@" >/dev/null 2>"$work/build.log" || { cat "$work/build.log"; fail "docker build $*"; }; }
@@ -166,13 +168,15 @@ if [ ! -x "$rootfs/usr/lib/postgresql/15/bin/postgres" ] || [ ! -x "$rootfs/usr/
   rm -rf "$rootfs"
   debootstrap --variant=minbase --include=postgresql-15,redis-server,gcc,libc6-dev,nodejs bookworm "$rootfs" "$mirror" >/dev/null
 fi
-# The Rust stand-in: the base, this host's toolchain (as rust:1.95-bookworm
-# lays it out) and the tools; hard links, so nothing is copied.
+# The downloaded packages (166 MB) would go into every stand-in image.
+rm -f "$rootfs"/var/cache/apt/archives/*.deb
+# What the Rust stand-in adds to the base (a layer of its own): this host's
+# toolchain, as rust:1.95-bookworm lays it out, and the tools; hard links
+# where it can, so little is copied.
 standin="$work/rust-standin"
 rm -rf "$standin"
-cp -al "$rootfs" "$standin"
 toolchain="$standin/usr/local/rustup/toolchains/1.95.0-x86_64-unknown-linux-gnu"
-mkdir -p "$(dirname "$toolchain")" "$standin/usr/local/cargo/bin" "$standin/usr/local/yelb-tools"
+mkdir -p "$(dirname "$toolchain")" "$standin/usr/local/cargo/bin" "$standin/usr/local/bin" "$standin/usr/local/yelb-tools"
 cp -al "$(rustc --print sysroot)/." "$toolchain" 2>/dev/null || cp -a "$(rustc --print sysroot)/." "$toolchain"
 rm -rf "$toolchain/share/doc"
 printf 'version = "12"\ndefault_toolchain = "1.95.0-x86_64-unknown-linux-gnu"\n' > "$standin/usr/local/rustup/settings.toml"
@@ -215,8 +219,13 @@ echo "registry $(docker-registry --version | awk '{print $NF}') at localhost:500
 
 step "images from source: BuildKit, amd64 and arm64, pushed by scripts/publish.sh"
 tar -C "$rootfs" -c . | docker import - yelb-test/rootfs:bookworm >/dev/null
-tar -C "$standin" -c . | docker import -c 'ENV RUSTUP_HOME=/usr/local/rustup' -c 'ENV CARGO_HOME=/usr/local/cargo' \
-  -c 'ENV PATH=/usr/local/cargo/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' - rust:1.95-bookworm >/dev/null
+# The Rust stand-in: the base plus one layer, the toolchain and tools.
+docker create --name yelb-rust-standin yelb-test/rootfs:bookworm /bin/true >/dev/null
+docker cp "$standin/." yelb-rust-standin:/
+docker commit -c 'ENV RUSTUP_HOME=/usr/local/rustup' -c 'ENV CARGO_HOME=/usr/local/cargo' \
+  -c 'ENV PATH=/usr/local/cargo/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
+  yelb-rust-standin rust:1.95-bookworm >/dev/null
+docker rm yelb-rust-standin >/dev/null
 build -t postgres:15-bookworm -f deploy/test/standins/postgres.Dockerfile deploy/test/standins
 build -t redis:7-bookworm -f deploy/test/standins/redis.Dockerfile deploy/test/standins
 registry=localhost:5000/yelb tag=ci
@@ -289,6 +298,12 @@ docker rm -f arm64-app arm64-ui >/dev/null
 docker network rm yelb-arm64 >/dev/null
 # Compose and Swarm must pull the amd64 variant for themselves.
 docker rmi "$registry/yelb-appserver:$tag" "$registry/yelb-ui:$tag" >/dev/null
+
+# No more builds from here on: the build cache (the compiled dependencies,
+# for two platforms) and the Rust stand-in give their disk to what follows.
+docker builder prune -af >/dev/null 2>"$work/prune.log" || { cat "$work/prune.log"; fail "docker builder prune"; }
+docker image rm rust:1.95-bookworm yelb-test/incremental >/dev/null
+rm -rf "$standin"
 
 step "start to ready, one container each (read-only root, an arbitrary UID)"
 # From `docker run` to the first 200 from the container's own port.

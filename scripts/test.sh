@@ -17,13 +17,16 @@ for svc in postgresql redis-server; do
   service "$svc" stop >/dev/null 2>&1 || true
 done
 
-# Each step says what it took: CI runs all of this and has a time budget
-# (README, "Tests").
+# Each step says what it took and the disk left after it: CI runs all of
+# this with a time budget, on machines whose free disk varies (README,
+# "Tests").
+free_gb() { df -BM --output=avail . | awk 'NR == 2 {printf "%.1f", $1 / 1024}'; }
 timed() {
   local start=$SECONDS
   "$@"
-  printf '== %d s: %s\n' $((SECONDS - start)) "$*"
+  printf '== %d s: %s (%s GB free)\n' $((SECONDS - start)) "$*" "$(free_gb)"
 }
+echo "== $(free_gb) GB free on the disk at the start"
 
 rustup component add rustfmt clippy >/dev/null 2>&1 || true
 timed cargo fmt --all --check

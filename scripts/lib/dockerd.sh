@@ -9,6 +9,9 @@
 dockerd_start() {
   NETNS="$1"
   DOCKERD_DIR="$2"
+  # What a killed run left there: start cold and without its gigabytes.
+  dockerd_unmount
+  rm -rf "$DOCKERD_DIR"
   mkdir -p "$DOCKERD_DIR"
   ip netns add "$NETNS"
   ip -n "$NETNS" link set lo up
@@ -46,14 +49,17 @@ dockerd_stop() {
     done
     kill -9 "$DOCKERD_PID" 2>/dev/null || true
   fi
-  # Whatever the engine left mounted under its folders (Swarm's network
-  # namespaces, overlay layers), deepest first.
-  if [ -n "${DOCKERD_DIR:-}" ]; then
-    awk -v dir="$DOCKERD_DIR/" 'index($2, dir) == 1 {print $2}' /proc/mounts | sort -r | while read -r mount; do
-      umount -l "$mount" 2>/dev/null || true
-    done
-  fi
+  dockerd_unmount
   if [ -n "${NETNS:-}" ]; then
     ip netns del "$NETNS" 2>/dev/null || true
   fi
+}
+
+# Whatever the engine left mounted under its folders (Swarm's network
+# namespaces, overlay layers), deepest first.
+dockerd_unmount() {
+  [ -n "${DOCKERD_DIR:-}" ] || return 0
+  awk -v dir="$DOCKERD_DIR/" 'index($2, dir) == 1 {print $2}' /proc/mounts | sort -r | while read -r mount; do
+    umount -l "$mount" 2>/dev/null || true
+  done
 }
