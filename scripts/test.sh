@@ -27,6 +27,11 @@ timed() {
   printf '== %d s: %s (%s GB free)\n' $((SECONDS - start)) "$*" "$(free_gb)"
 }
 echo "== $(free_gb) GB free on the disk at the start"
+# About 16 GB at the peak on a fresh clone (README): say so now rather than
+# fail for want of space half an hour in.
+if awk -v free="$(free_gb)" 'BEGIN {exit !(free < 16)}'; then
+  echo "== WARNING: the test command needs about 16 GB free at its peak (the image builds); a clone that has run it before needs less"
+fi
 
 rustup component add rustfmt clippy >/dev/null 2>&1 || true
 timed cargo fmt --all --check
