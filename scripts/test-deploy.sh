@@ -24,6 +24,7 @@ root="$PWD"
 fail() { echo "FAIL: $*" >&2; exit 1; }
 source scripts/lib/packages.sh
 source scripts/lib/dockerd.sh
+source scripts/lib/disk.sh
 ensure_packages docker debootstrap qemu registry
 
 work="$root/target/deploy"
@@ -60,8 +61,7 @@ since() { awk -v a="$1" -v b="$(date +%s.%N)" 'BEGIN {printf "%.1f", b - a}'; }
 # Each step prints what the previous one took (CI time is budgeted) and the
 # disk left (the engine, the registry and podman hold gigabytes at times).
 step_start=""
-free_gb() { df -BM --output=avail "$work" | awk 'NR == 2 {printf "%.1f", $1 / 1024}'; }
-step_end() { [ -z "$step_start" ] || printf '  (%s s; %s GB free)\n' "$(since "$step_start")" "$(free_gb)"; }
+step_end() { [ -z "$step_start" ] || printf '  (%s s; %s GB free)\n' "$(since "$step_start")" "$(free_gb "$work")"; }
 step() { step_end; printf '\n== %s\n' "$*"; step_start=$(date +%s.%N); }
 # A build by the engine's BuildKit, quiet unless it fails.
 build() { DOCKER_BUILDKIT=1 "$buildkit_docker" build -q "$@" >/dev/null 2>"$work/build.log" || { cat "$work/build.log"; fail "docker build $*"; }; }

@@ -11,6 +11,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 source scripts/lib/packages.sh
+source scripts/lib/disk.sh
 ensure_packages postgres redis chromium
 # The Debian packages start their own servers; the tests need none of them.
 for svc in postgresql redis-server; do
@@ -20,16 +21,16 @@ done
 # Each step says what it took and the disk left after it: CI runs all of
 # this with a time budget, on machines whose free disk varies (README,
 # "Tests").
-free_gb() { df -BM --output=avail . | awk 'NR == 2 {printf "%.1f", $1 / 1024}'; }
 timed() {
   local start=$SECONDS
   "$@"
   printf '== %d s: %s (%s GB free)\n' $((SECONDS - start)) "$*" "$(free_gb)"
 }
-echo "== $(free_gb) GB free on the disk at the start"
+free=$(free_gb)
+echo "== $free GB free on the disk at the start"
 # About 16 GB at the peak on a fresh clone (README): say so now rather than
 # fail for want of space half an hour in.
-if awk -v free="$(free_gb)" 'BEGIN {exit !(free < 16)}'; then
+if awk -v free="$free" 'BEGIN {exit !(free < 16)}'; then
   echo "== WARNING: the test command needs about 16 GB free at its peak (the image builds); a clone that has run it before needs less"
 fi
 

@@ -377,9 +377,12 @@ fn sweep_orphaned_data_dirs() {
                 .and_then(|m| m.modified())
                 .is_ok_and(|t| t.elapsed().is_ok_and(|age| age > Duration::from_secs(600))),
         };
+        if !orphaned {
+            continue;
+        }
         // A killed owner's Postgres may still be exiting: try again briefly.
         for _ in 0..3 {
-            if !orphaned || std::fs::remove_dir_all(&path).is_ok() || !path.exists() {
+            if std::fs::remove_dir_all(&path).is_ok() || !path.exists() {
                 break;
             }
             std::thread::sleep(Duration::from_millis(200));
