@@ -157,11 +157,7 @@ impl VoteStore {
             }
             Votes::Postgres(db) => {
                 let outcome = db.vote_once(key, restaurant).await?;
-                let mut counts = VoteCounts::default();
-                if !outcome.replayed {
-                    *counts.get_mut(restaurant) = outcome.count;
-                }
-                Ok(Cast { count: outcome.count, counts, replayed: outcome.replayed })
+                Ok(Cast { count: outcome.count, counts: outcome.counts, replayed: outcome.replayed })
             }
         }
     }

@@ -17,9 +17,14 @@
 //!   a read without waiting for the vote's answer (the original Angular UI
 //!   does) still sees its vote. A read that arrives first cannot.
 //!
+//! Votes with an idempotency key ride the same batches: a batch that holds
+//! one is written as one transaction that also claims and records the keys
+//! (`keyed`), so the UI's votes, which all carry a key, get the group commit
+//! too.
+//!
 //! A failed statement fails every request in its batch; none of those votes
 //! were acknowledged, and none are retried (a retry could count twice if only
-//! the answer was lost).
+//! the answer was lost; a client with a key retries safely itself).
 //!
 //! Bounds: every statement runs under a client-side timeout (a half-open
 //! connection to Postgres fails its batch instead of stalling every vote
@@ -31,9 +36,11 @@ use std::time::Duration;
 
 use deadpool_postgres::Pool;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
+use yelb_core::api::IdempotencyKey;
 use yelb_core::{Restaurant, VoteCounts};
 
-use crate::{DbError, Result, VoteOutcome};
+use crate::keyed::{self, Ballot};
+use crate::{DbError, Result};
 
 /// The most votes one statement carries; more wait for the next commit.
 const MAX_VOTE_BATCH: usize = 4096;
@@ -55,12 +62,31 @@ RETURNING trim(r.name), r.count";
 
 const READ_ALL: &str = "SELECT trim(name), coalesce(count, 0) FROM restaurants";
 
-type VoteReply = oneshot::Sender<Result<VoteOutcome>>;
+/// What the batcher answers one vote.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Tally {
+    /// The restaurant's count right after this vote (for a repeated key:
+    /// after the vote the key first cast).
+    pub(crate) count: i64,
+    /// The counts the commit returned (exact for the restaurants it touched,
+    /// 0 for the others); all 0 for a repeat.
+    pub(crate) counts: VoteCounts,
+    /// The key had been counted before: nothing was added now.
+    pub(crate) replayed: bool,
+}
+
+/// A vote waiting in the queue.
+struct Queued {
+    restaurant: Restaurant,
+    key: Option<IdempotencyKey>,
+    reply: oneshot::Sender<Result<Tally>>,
+}
+
 type ReadReply = oneshot::Sender<Result<VoteCounts>>;
 
 /// The sending side of the vote queue; see the module docs.
 pub struct VoteBatcher {
-    tx: mpsc::Sender<(Restaurant, VoteReply)>,
+    tx: mpsc::Sender<Queued>,
     order: Arc<VoteOrder>,
 }
 
@@ -68,7 +94,7 @@ impl VoteBatcher {
     /// Starts the worker, with at most `in_flight` commits at once, each
     /// statement bounded by `timeout`.
     pub fn spawn(pool: Pool, in_flight: usize, timeout: Duration) -> VoteBatcher {
-        let (tx, rx) = mpsc::channel::<(Restaurant, VoteReply)>(MAX_QUEUED);
+        let (tx, rx) = mpsc::channel::<Queued>(MAX_QUEUED);
         let order = Arc::new(VoteOrder::default());
         let worker_order = order.clone();
         spawn_worker(rx, in_flight, MAX_VOTE_BATCH, move |batch, slot| {
@@ -78,12 +104,13 @@ impl VoteBatcher {
         VoteBatcher { tx, order }
     }
 
-    /// Queues one vote and waits for its commit.
-    pub async fn vote(&self, restaurant: Restaurant) -> Result<VoteOutcome> {
+    /// Queues one vote, with its idempotency key if it has one, and waits
+    /// for its commit.
+    pub(crate) async fn vote(&self, restaurant: Restaurant, key: Option<IdempotencyKey>) -> Result<Tally> {
         let (reply, answer) = oneshot::channel();
         // Taking the number and queueing happen under one lock, so numbers
         // enter the queue in order and every batch is a contiguous range.
-        self.order.enqueue(|| self.tx.try_send((restaurant, reply)))?;
+        self.order.enqueue(|| self.tx.try_send(Queued { restaurant, key, reply }))?;
         answer.await.map_err(|_| DbError::WorkerGone)?
     }
 
@@ -101,6 +128,8 @@ pub struct VoteOrder {
     queueing: std::sync::Mutex<()>,
     queued: std::sync::atomic::AtomicU64,
     settled: tokio::sync::watch::Sender<u64>,
+    /// Batches written so far (each one commit), whatever their outcome.
+    batches: std::sync::atomic::AtomicU64,
 }
 
 impl VoteOrder {
@@ -129,7 +158,13 @@ impl VoteOrder {
     /// settle first, and then readers wait for the earlier one too, which is
     /// what they need.
     fn settle(&self, n: u64) {
+        self.batches.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         self.settled.send_modify(|s| *s += n);
+    }
+
+    /// Batches written so far: with [`VoteOrder::queued`], the mean batch size.
+    pub fn batches(&self) -> u64 {
+        self.batches.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Waits (at most `within`) until every vote queued before `mark` is settled.
@@ -145,49 +180,93 @@ impl VoteOrder {
 
 async fn commit_votes(
     pool: &Pool,
-    batch: Vec<(Restaurant, VoteReply)>,
+    batch: Vec<Queued>,
     slot: OwnedSemaphorePermit,
     timeout: Duration,
     order: &VoteOrder,
 ) {
-    let mut added = VoteCounts::default();
-    for (r, _) in &batch {
-        *added.get_mut(*r) += 1;
-    }
-    let result = write_batch(pool, &added, timeout).await;
+    let ballots: Vec<Ballot<'_>> =
+        batch.iter().map(|q| Ballot { restaurant: q.restaurant, key: q.key.as_ref() }).collect();
+    let result = if ballots.iter().any(|b| b.key.is_some()) {
+        keyed::commit(pool, &ballots, timeout).await
+    } else {
+        commit_plain(pool, &ballots, timeout).await
+    };
+    drop(ballots);
     // The next batch may start while this one's voters are being answered.
     drop(slot);
     order.settle(batch.len() as u64);
     match result {
-        Ok(counts) => {
-            // Hand out C-k+1 … C per restaurant, in queue order.
-            let mut next = VoteCounts::default();
-            for r in Restaurant::ALL {
-                *next.get_mut(r) = counts.get(r) - added.get(r) + 1;
-            }
-            for (r, reply) in batch {
-                let count = next.get(r);
-                *next.get_mut(r) += 1;
-                let _ = reply.send(Ok(VoteOutcome { count, counts }));
+        Ok(answers) => {
+            for (queued, answer) in batch.into_iter().zip(answers) {
+                let _ = queued.reply.send(answer);
             }
         }
         Err(e) => {
             tracing::warn!(error = %e, votes = batch.len(), "vote batch failed");
             let msg = e.to_string();
-            for (_, reply) in batch {
-                let _ = reply.send(Err(DbError::Unavailable(msg.clone())));
+            for queued in batch {
+                let _ = queued.reply.send(Err(DbError::Unavailable(msg.clone())));
             }
         }
     }
 }
 
-async fn write_batch(pool: &Pool, added: &VoteCounts, timeout: Duration) -> Result<VoteCounts> {
-    let (names, ns): (Vec<&str>, Vec<i32>) = added
+/// A batch without keys: one upsert, no transaction around it.
+async fn commit_plain(pool: &Pool, ballots: &[Ballot<'_>], timeout: Duration) -> Result<Vec<Result<Tally>>> {
+    let mut added = VoteCounts::default();
+    for b in ballots {
+        *added.get_mut(b.restaurant) += 1;
+    }
+    let (names, ns) = upsert_params(&added);
+    let rows = query_bounded(pool, VOTE_BATCH, &[&names, &ns], timeout).await?;
+    let counts = counts_from_rows(&rows);
+    Ok(own_counts(ballots.iter().map(|b| Some(b.restaurant)), &added, counts)
+        .into_iter()
+        .map(|count| Ok(Tally { count, counts, replayed: false }))
+        .collect())
+}
+
+/// Hands out C-k+1 … C per restaurant, in queue order: a restaurant whose
+/// count became `C` after `k` votes were added. `None` (a repeat, counted
+/// before) gets 0.
+pub(crate) fn own_counts(
+    ballots: impl Iterator<Item = Option<Restaurant>>,
+    added: &VoteCounts,
+    counts: VoteCounts,
+) -> Vec<i64> {
+    let mut next = VoteCounts::default();
+    for r in Restaurant::ALL {
+        *next.get_mut(r) = counts.get(r) - added.get(r) + 1;
+    }
+    ballots
+        .map(|r| {
+            r.map_or(0, |r| {
+                let count = next.get(r);
+                *next.get_mut(r) += 1;
+                count
+            })
+        })
+        .collect()
+}
+
+fn upsert_params(added: &VoteCounts) -> (Vec<&'static str>, Vec<i32>) {
+    added
         .iter()
         .filter(|(_, n)| *n > 0)
         .map(|(r, n)| (r.slug(), i32::try_from(n).unwrap_or(i32::MAX)))
-        .unzip();
-    let rows = query_bounded(pool, VOTE_BATCH, &[&names, &ns], timeout).await?;
+        .unzip()
+}
+
+/// Adds `added` in one upsert inside the transaction `tx` (the keyed path)
+/// and returns the touched restaurants' new counts.
+pub(crate) async fn upsert(
+    tx: &deadpool_postgres::Transaction<'_>,
+    added: &VoteCounts,
+) -> Result<VoteCounts> {
+    let (names, ns) = upsert_params(added);
+    let stmt = tx.prepare_cached(VOTE_BATCH).await?;
+    let rows = tx.query(&stmt, &[&names, &ns]).await?;
     Ok(counts_from_rows(&rows))
 }
 

@@ -4,7 +4,8 @@
 //!   background tasks, one that group-commits votes and one that coalesces
 //!   reads (see [`batch`]).
 //! - [`keyed`]: votes with an idempotency key, counted exactly once
-//!   however often they are retried (`yelb_vote_keys`, an added table).
+//!   however often they are retried (`yelb_vote_keys`, an added table),
+//!   in the same group commit as the others.
 //! - [`schema`]: creates the `yelbdatabase` database and the original
 //!   `restaurants` table with its four seed rows when they are missing.
 //! - [`DbError`]: the one error type; every variant means "the database could
@@ -243,18 +244,21 @@ impl Db {
     /// ones not), even when the vote shared its commit with others.
     pub async fn vote(&self, restaurant: Restaurant) -> Result<VoteOutcome> {
         self.check_ready()?;
-        self.inner.votes.vote(restaurant).await
+        let tally = self.inner.votes.vote(restaurant, None).await?;
+        Ok(VoteOutcome { count: tally.count, counts: tally.counts })
     }
 
     /// Casts one vote carrying `key`, unless that key was counted before;
-    /// either way answers the count of the vote the key first cast.
+    /// either way answers the count of the vote the key first cast. It
+    /// shares its commit with every other vote queued meanwhile ([`keyed`]).
     pub async fn vote_once(
         &self,
         key: &yelb_core::api::IdempotencyKey,
         restaurant: Restaurant,
     ) -> Result<KeyedVote> {
         self.check_ready()?;
-        keyed::vote(&self.inner.pool, key, restaurant, self.inner.statement_timeout).await
+        let tally = self.inner.votes.vote(restaurant, Some(key.clone())).await?;
+        Ok(KeyedVote { count: tally.count, replayed: tally.replayed, counts: tally.counts })
     }
 
     /// Forgets idempotency keys older than a day; returns how many.
@@ -284,6 +288,12 @@ impl Db {
     pub async fn votes(&self) -> Result<VoteCounts> {
         self.check_ready()?;
         self.inner.reads.read().await
+    }
+
+    /// Votes queued so far and the batches (commits) that carried them.
+    pub fn vote_batches(&self) -> (u64, u64) {
+        let order = self.inner.votes.order();
+        (order.queued(), order.batches())
     }
 
     /// Checks that a connection can be had and answers.

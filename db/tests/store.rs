@@ -299,3 +299,145 @@ async fn creating_the_schema_on_a_stalled_connection_gives_up_and_the_next_attem
     assert!(db.schema_ready());
     assert_eq!(db.vote(Restaurant::Ihop).await.unwrap().count, 1);
 }
+
+fn key(text: &str) -> yelb_core::api::IdempotencyKey {
+    text.parse().unwrap()
+}
+
+#[tokio::test]
+async fn keyed_votes_share_group_commits_with_unkeyed_ones_and_each_gets_its_own_count() {
+    let (db, name) = fresh_db().await;
+    let db = std::sync::Arc::new(db);
+    let before = db.vote_batches();
+    // 300 keyed votes, each key sent twice at once, and 300 unkeyed ones.
+    let mut tasks = Vec::new();
+    for i in 0..300 {
+        for _ in 0..2 {
+            let db = db.clone();
+            tasks.push(tokio::spawn(async move {
+                let k = key(&format!("click-{i}"));
+                let v = db.vote_once(&k, Restaurant::Ihop).await.unwrap();
+                (Some(i), v.count, v.replayed)
+            }));
+        }
+        let db = db.clone();
+        tasks
+            .push(tokio::spawn(async move { (None, db.vote(Restaurant::Ihop).await.unwrap().count, false) }));
+    }
+    let mut counts = Vec::new();
+    let mut by_key: std::collections::HashMap<i32, Vec<(i64, bool)>> = Default::default();
+    for t in tasks {
+        let (k, count, replayed) = t.await.unwrap();
+        match k {
+            Some(k) => by_key.entry(k).or_default().push((count, replayed)),
+            None => counts.push(count),
+        }
+    }
+    for (k, answers) in &by_key {
+        assert_eq!(answers.iter().filter(|(_, replayed)| !replayed).count(), 1, "key {k}: {answers:?}");
+        assert_eq!(answers[0].0, answers[1].0, "a repeat answers the first count: {answers:?}");
+        counts.push(answers[0].0);
+    }
+    counts.sort_unstable();
+    assert_eq!(counts, (1..=600).collect::<Vec<_>>(), "600 votes counted, each with its own count");
+    assert_eq!(db.votes().await.unwrap().ihop, 600);
+    assert_eq!(shared_pg().psql(&name, "SELECT count(*) FROM yelb_vote_keys WHERE count IS NOT NULL"), "300");
+    let (queued, batches) = db.vote_batches();
+    let (queued, batches) = (queued - before.0, batches - before.1);
+    assert_eq!(queued, 900, "every vote, keyed or not, went through the batcher");
+    assert!((1..=90).contains(&batches), "900 votes took {batches} commits: keyed votes must be batched");
+}
+
+#[tokio::test]
+async fn a_key_sent_for_two_restaurants_in_one_batch_is_refused_once_and_the_batch_still_counts() {
+    let (db, _) = fresh_db().await;
+    let db = std::sync::Arc::new(db);
+    let mut tasks = Vec::new();
+    for r in [Restaurant::Outback, Restaurant::Chipotle] {
+        let db = db.clone();
+        tasks.push(tokio::spawn(async move { db.vote_once(&key("shared"), r).await.map(|v| v.count) }));
+    }
+    for _ in 0..50 {
+        let db = db.clone();
+        tasks.push(tokio::spawn(async move { db.vote(Restaurant::Ihop).await.map(|v| v.count) }));
+    }
+    let mut refused = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(_) => {}
+            Err(DbError::KeyReused { .. }) => refused += 1,
+            Err(e) => panic!("no other failure: {e}"),
+        }
+    }
+    assert_eq!(refused, 1, "the second restaurant for one key is a conflict");
+    let counts = db.votes().await.unwrap();
+    assert_eq!((counts.ihop, counts.outback + counts.chipotle), (50, 1));
+}
+
+#[tokio::test]
+async fn two_replicas_sending_the_same_keys_at_once_count_each_key_once_without_deadlock() {
+    let name = unique_name("yelb_two");
+    let replicas: Vec<_> = (0..2)
+        .map(|_| std::sync::Arc::new(Db::new(config(shared_pg(), &name), &DbOptions::default()).unwrap()))
+        .collect();
+    for db in &replicas {
+        db.ensure_schema().await.unwrap();
+    }
+    let mut tasks = Vec::new();
+    for (n, db) in replicas.iter().enumerate() {
+        for i in 0..400 {
+            // Opposite orders on the two replicas: the lock order must not depend on it.
+            let i = if n == 0 { i } else { 399 - i };
+            let db = db.clone();
+            let r = Restaurant::ALL[i % 4];
+            tasks.push(tokio::spawn(async move { db.vote_once(&key(&format!("k{i}")), r).await }));
+        }
+    }
+    let mut fresh = 0;
+    for t in tasks {
+        fresh += usize::from(!t.await.unwrap().unwrap().replayed);
+    }
+    assert_eq!(fresh, 400, "each key counted on exactly one replica");
+    assert_eq!(replicas[0].votes().await.unwrap().total(), 400);
+}
+
+#[tokio::test]
+async fn keyed_voters_retrying_through_a_postgres_crash_count_every_key_exactly_once() {
+    let mut pg = PgServer::start_new();
+    let options = DbOptions { acquire_timeout: Duration::from_millis(300), ..Default::default() };
+    let db = std::sync::Arc::new(Db::new(config(&pg, "yelbdatabase"), &options).unwrap());
+    db.ensure_schema().await.unwrap();
+    let acknowledged = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut voters = Vec::new();
+    for v in 0..40 {
+        let (db, acknowledged) = (db.clone(), acknowledged.clone());
+        voters.push(tokio::spawn(async move {
+            for n in 0..60 {
+                let k = key(&format!("voter{v}-{n}"));
+                // Retry with the same key until an answer comes, as the UI does.
+                loop {
+                    assert!(Instant::now() < deadline, "votes must recover after the restart");
+                    if db.vote_once(&k, Restaurant::ALL[n % 4]).await.is_ok() {
+                        acknowledged.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            }
+        }));
+    }
+    // Crash Postgres (immediate shutdown) while batches are in flight.
+    while acknowledged.load(std::sync::atomic::Ordering::Relaxed) < 600 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    pg.stop();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    pg.start();
+    for v in voters {
+        v.await.unwrap();
+    }
+    assert_eq!(acknowledged.load(std::sync::atomic::Ordering::Relaxed), 2400);
+    assert_eq!(db.votes().await.unwrap().total(), 2400, "every key counted once: none lost, none twice");
+    assert_eq!(pg.psql("yelbdatabase", "SELECT count(*) FROM yelb_vote_keys"), "2400");
+}
