@@ -16,6 +16,12 @@
 //!
 //! A scope is `all` or one replica's hostname. What several faults in force
 //! do together: the largest latency and error rate, and any of the switches.
+//! A fault may name one restaurant: then only votes for it (by path) get its
+//! latency and errors ([`Faults::effect`] takes the vote's restaurant).
+//!
+//! [`FaultLayer`] sits inside the router's header, CORS and metrics layers
+//! (`routes::app`), so an injected 503 or delay carries `X-Served-By` and
+//! CORS like any answer, and `/metrics` counts it by route and status.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -60,6 +66,12 @@ pub fn validate(spec: &FaultSpec) -> Result<(), String> {
     }
     if !(0.0..=1.0).contains(&spec.error_rate) {
         return Err("error_rate: expected 0 to 1".into());
+    }
+    if spec.restaurant.is_some() && (spec.unready || spec.unhealthy || spec.crash || spec.cpu_burn) {
+        return Err(
+            "restaurant: a fault on one option takes only latency_ms, latency_jitter_ms and error_rate"
+                .into(),
+        );
     }
     Ok(())
 }
@@ -129,8 +141,7 @@ impl Faults {
     pub fn apply(&self, faults: Vec<Fault>) {
         let now = now_ms();
         let live: Vec<Fault> = faults.into_iter().filter(|f| f.expires_at_ms > now).collect();
-        let mine: Vec<Fault> =
-            live.iter().filter(|f| f.spec.scope == ALL || f.spec.scope == self.hostname).cloned().collect();
+        let mine: Vec<Fault> = live.iter().filter(|f| f.spec.applies_to(&self.hostname)).cloned().collect();
         self.burn(mine.iter().filter(|f| f.spec.cpu_burn).map(|f| f.expires_at_ms).max().unwrap_or(0));
         // A crash set before this process started has already happened.
         if mine.iter().any(|f| f.spec.crash && f.set_at_ms >= self.started_at_ms) {
@@ -150,16 +161,18 @@ impl Faults {
         self.apply(all);
     }
 
-    /// What the faults do to this replica now; `None` when nothing applies
-    /// (one atomic load when no fault is set).
-    pub fn effect(&self) -> Option<Effect> {
+    /// What the faults do to this replica now, for a request that votes
+    /// for `vote` (by path) or for none; `None` when nothing applies (one
+    /// atomic load when no fault is set).
+    pub fn effect(&self, vote: Option<yelb_core::Restaurant>) -> Option<Effect> {
         if !self.any.load(Ordering::Acquire) {
             return None;
         }
         let now = now_ms();
         let mine = self.mine.read().unwrap_or_else(|e| e.into_inner());
         let mut effect = None::<Effect>;
-        for f in mine.iter().filter(|f| f.expires_at_ms > now) {
+        let concerns = |f: &Fault| f.spec.restaurant.is_none() || f.spec.restaurant == vote;
+        for f in mine.iter().filter(|f| f.expires_at_ms > now && concerns(f)) {
             let e = effect.get_or_insert_with(Effect::default);
             e.latency_ms = e.latency_ms.max(f.spec.latency_ms);
             e.jitter_ms = e.jitter_ms.max(f.spec.latency_jitter_ms);
@@ -181,18 +194,18 @@ impl Faults {
             .filter(|f| f.expires_at_ms > now)
             .cloned()
             .collect();
-        all.sort_by(|a, b| a.spec.scope.cmp(&b.spec.scope));
+        all.sort_by_key(|f| f.spec.slot());
         all
     }
 
     /// Whether `/readyz` must fail.
     pub fn unready(&self) -> bool {
-        self.effect().is_some_and(|e| e.unready)
+        self.effect(None).is_some_and(|e| e.unready)
     }
 
     /// Whether `/healthz` must fail.
     pub fn unhealthy(&self) -> bool {
-        self.effect().is_some_and(|e| e.unhealthy)
+        self.effect(None).is_some_and(|e| e.unhealthy)
     }
 
     /// The embedded mode: stores `fault` under its scope (or clears the
@@ -252,7 +265,7 @@ impl AppState {
     /// scope, everywhere. Returns every fault in force.
     pub async fn set_fault(&self, spec: FaultSpec) -> Result<Vec<Fault>, AppError> {
         let now = now_ms();
-        let scope = spec.scope.clone();
+        let scope = spec.slot();
         let fault = (!is_empty(&spec)).then(|| Fault {
             expires_at_ms: now + spec.ttl_secs * 1000,
             set_at_ms: now,
@@ -353,7 +366,18 @@ fn is_data_path(path: &str) -> bool {
     path.starts_with("/api/") && !path.starts_with("/api/v1/admin/") && path != "/api/openapi.json"
 }
 
-/// The layer around the router: with a fault in force, a data route's
+/// The restaurant a request votes for by its path: `GET /api/{r}` (the
+/// original) or `POST /api/v1/votes/{r}`.
+fn vote_in_path(method: &axum::http::Method, path: &str) -> Option<yelb_core::Restaurant> {
+    let name = match *method {
+        axum::http::Method::GET => path.strip_prefix("/api/")?,
+        axum::http::Method::POST => path.strip_prefix("/api/v1/votes/")?,
+        _ => return None,
+    };
+    name.parse().ok()
+}
+
+/// The layer on the router's routes: with a fault in force, a data route's
 /// request waits the latency, then gets 503 for the error rate's share.
 /// With none, the router is called directly: one atomic load, no boxed
 /// future (an `axum::middleware::from_fn` on each route cost about 8% of a
@@ -404,7 +428,9 @@ where
     }
 
     fn call(&mut self, request: Request) -> Self::Future {
-        let effect = self.state.faults().effect().filter(|_| is_data_path(request.uri().path()));
+        let path = request.uri().path();
+        let effect =
+            self.state.faults().effect(vote_in_path(request.method(), path)).filter(|_| is_data_path(path));
         let Some(effect) = effect else {
             return futures_util::future::Either::Left(self.inner.call(request));
         };
@@ -443,12 +469,12 @@ mod tests {
     #[test]
     fn faults_for_other_replicas_or_expired_do_nothing_here() {
         let faults = Faults::new("web-1");
-        assert_eq!(faults.effect(), None);
+        assert_eq!(faults.effect(None), None);
         faults.apply(vec![
             fault("web-2", 60_000, FaultSpec { error_rate: 1.0, ..Default::default() }),
             fault("all", 0, FaultSpec { unready: true, ..Default::default() }),
         ]);
-        assert_eq!(faults.effect(), None);
+        assert_eq!(faults.effect(None), None);
         assert_eq!(faults.in_force().len(), 1, "the other replica's fault is listed");
     }
 
@@ -463,11 +489,11 @@ mod tests {
                 FaultSpec { latency_ms: 50, error_rate: 0.5, unready: true, ..Default::default() },
             ),
         ]);
-        let e = faults.effect().unwrap();
+        let e = faults.effect(None).unwrap();
         assert_eq!((e.latency_ms, e.error_rate, e.unready, e.unhealthy), (100, 0.5, true, false));
         std::thread::sleep(Duration::from_millis(200));
         faults.expire();
-        let e = faults.effect().unwrap();
+        let e = faults.effect(None).unwrap();
         assert_eq!((e.latency_ms, e.error_rate, e.unready), (100, 0.2, false));
     }
 

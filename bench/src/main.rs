@@ -228,12 +228,26 @@ async fn main() -> Result<()> {
     let script = std::env::temp_dir().join(format!("yelb-bench-post-{}.lua", std::process::id()));
     std::fs::write(&script, "wrk.method = \"POST\"\n")?;
     let script = script.to_string_lossy().to_string();
+    // The vote the audience sends: every UI click and simulated voter has
+    // its own Idempotency-Key (one wrk thread, so a counter is unique).
+    let keyed_script = std::env::temp_dir().join(format!("yelb-bench-keyed-{}.lua", std::process::id()));
+    std::fs::write(
+        &keyed_script,
+        format!(
+            "wrk.method = \"POST\"\nlocal n = 0\nrequest = function()\n  n = n + 1\n  \
+             wrk.headers[\"Idempotency-Key\"] = \"bench-{}-\" .. n\n  return wrk.format()\nend\n",
+            std::process::id()
+        ),
+    )?;
+    let keyed_script = keyed_script.to_string_lossy().to_string();
 
     let base = format!("http://127.0.0.1:{port}");
     let votes_before: i64 =
         pg.psql("yelbdatabase", "SELECT coalesce(sum(count),0) FROM restaurants").parse()?;
     let getvotes = wrk(&format!("{base}/api/getvotes"), None, seconds)?;
     let vote_post = wrk(&format!("{base}/api/v1/votes/ihop"), Some(&script), seconds)?;
+    let vote_keyed = wrk(&format!("{base}/api/v1/votes/chipotle"), Some(&keyed_script), seconds)?;
+    let keys_stored: u64 = pg.psql("yelbdatabase", "SELECT count(*) FROM yelb_vote_keys").parse()?;
     let vote_get = wrk(&format!("{base}/api/outback"), None, seconds)?;
     let getstats = wrk(&format!("{base}/api/getstats"), None, seconds)?;
     let votes_after: i64 =
@@ -248,6 +262,7 @@ async fn main() -> Result<()> {
     drop(hello);
     let ceiling = if ceiling_after.rps > ceiling_before.rps { ceiling_after } else { ceiling_before };
     let _ = std::fs::remove_file(&script);
+    let _ = std::fs::remove_file(&keyed_script);
 
     // Live events across replicas.
     let port_a = free_port();
@@ -279,15 +294,21 @@ async fn main() -> Result<()> {
     row("axum hello-world (ceiling)", &ceiling);
     row("GET /api/getvotes", &getvotes);
     row("POST /api/v1/votes/ihop", &vote_post);
+    row("POST /api/v1/votes/chipotle + Idempotency-Key", &vote_keyed);
     row("GET /api/outback (original vote)", &vote_get);
     row("GET /api/getstats", &getstats);
 
-    let acknowledged = vote_post.ok + vote_get.ok;
+    let acknowledged = vote_post.ok + vote_get.ok + vote_keyed.ok;
     let committed = votes_after - votes_before;
     println!();
     println!(
         "votes: {acknowledged} acknowledged, {committed} committed in Postgres -> {}",
         if committed >= acknowledged as i64 { "every acknowledged vote committed" } else { "VOTES LOST" }
+    );
+    println!(
+        "keyed votes: {} acknowledged, {keys_stored} keys stored -> {}",
+        vote_keyed.ok,
+        if keys_stored >= vote_keyed.ok { "every acknowledged key recorded" } else { "KEYS LOST" }
     );
     let first = ready_times[0];
     let mut sorted = ready_times[1..].to_vec();

@@ -235,6 +235,28 @@ pub struct FaultSpec {
     /// One core spins until the fault expires.
     #[serde(default)]
     pub cpu_burn: bool,
+    /// Only votes for this restaurant by path (`GET /api/{restaurant}`,
+    /// `POST /api/v1/votes/{restaurant}`) get the latency and errors: the
+    /// "poisoned option" of per-route success-rate demos. Such a fault asks
+    /// for nothing else, and is kept beside its scope's other faults.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restaurant: Option<Restaurant>,
+}
+
+impl FaultSpec {
+    /// Where the fault is kept: a PUT replaces the fault of the same slot,
+    /// its scope (`all`, a hostname) or its scope and option (`all/ihop`).
+    pub fn slot(&self) -> String {
+        match self.restaurant {
+            Some(r) => format!("{}/{}", self.scope, r.slug()),
+            None => self.scope.clone(),
+        }
+    }
+
+    /// Whether the fault is in force on the replica called `hostname`.
+    pub fn applies_to(&self, hostname: &str) -> bool {
+        self.scope == "all" || self.scope == hostname
+    }
 }
 
 /// A fault in force: what was asked, and when it ends.

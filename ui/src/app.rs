@@ -326,11 +326,21 @@ fn rows(counts: Vec<(String, u64)>, replicas: &[ReplicaInfo], faults: &[Fault]) 
 
 /// What the faults in force do to `host`, in a few words.
 fn fault_badge(faults: &[Fault], host: &str) -> Option<String> {
-    let mine: Vec<&Fault> = faults.iter().filter(|f| f.spec.scope == "all" || f.spec.scope == host).collect();
-    if mine.is_empty() {
+    let (options, mine): (Vec<&Fault>, Vec<&Fault>) =
+        faults.iter().filter(|f| f.spec.applies_to(host)).partition(|f| f.spec.restaurant.is_some());
+    if mine.is_empty() && options.is_empty() {
         return None;
     }
     let mut words = Vec::new();
+    for f in options {
+        let name = f.spec.restaurant.map_or("", |r| r.display_name());
+        if f.spec.error_rate > 0.0 {
+            words.push(format!("{name} votes {:.0}% errors", f.spec.error_rate * 100.0));
+        }
+        if f.spec.latency_ms > 0 {
+            words.push(format!("{name} votes +{} ms", f.spec.latency_ms));
+        }
+    }
     let latency = mine.iter().map(|f| f.spec.latency_ms).max().unwrap_or(0);
     let errors = mine.iter().map(|f| f.spec.error_rate).fold(0.0, f64::max);
     if latency > 0 {

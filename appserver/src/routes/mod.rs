@@ -6,8 +6,8 @@
 //! - [`ops`]: health, readiness, metrics, OpenAPI, index.
 //! - [`admin`]: stage control (reset, faults), with `YELB_ADMIN_TOKEN` only.
 //!   With it on, faults apply to the data routes (the two APIs, not the
-//!   probes, metrics, OpenAPI or admin): [`service`] wraps the router in
-//!   [`crate::faults::FaultLayer`].
+//!   probes, metrics, OpenAPI or admin): [`crate::faults::FaultLayer`] is
+//!   the innermost layer of [`app`], inside metrics, CORS and `X-Served-By`.
 //!
 //! Every answer carries `X-Served-By: <hostname>` and the original's three
 //! CORS headers; every `OPTIONS` is answered as a CORS preflight; unknown
@@ -98,6 +98,9 @@ pub fn app(state: AppState) -> Router {
         .merge(admin)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        // Innermost, so an injected answer is attributed like any other:
+        // counted by route and status, with CORS and `X-Served-By`.
+        .layer(crate::faults::FaultLayer::new(state.clone()))
         .layer(middleware::from_fn_with_state(state.clone(), crate::metrics::track))
         .layer(cors)
         .layer(SetResponseHeaderLayer::overriding(
@@ -139,10 +142,7 @@ pub fn service(
 > + Clone
 + Send
 + 'static {
-    // Faults wrap the whole router rather than each route: with none in
-    // force that is one atomic load a request, and no extra boxing.
-    let faults = crate::faults::FaultLayer::new(state.clone());
-    tower::ServiceBuilder::new().map_request(collapse_slashes).layer(faults).service(app(state))
+    tower::ServiceBuilder::new().map_request(collapse_slashes).service(app(state))
 }
 
 /// The original UI asks for `//api/getvotes`: treat runs of `/` as one.

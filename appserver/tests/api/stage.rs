@@ -212,7 +212,73 @@ async fn bad_fault_specs_get_a_clear_4xx(b: Backend) {
     assert_eq!(app.status("/api/getvotes").await, 200, "nothing was set");
 }
 
+async fn an_injected_error_carries_the_replica_and_cors_headers_and_is_counted_in_metrics(b: Backend) {
+    let app = spawn_admin(b).await;
+    app.set_fault(r#"{"scope":"all","ttl_secs":30,"error_rate":1.0}"#).await;
+    let r = app
+        .client
+        .get(format!("{}/api/getvotes", app.base))
+        .header("origin", "http://elsewhere.example")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 503);
+    assert_eq!(r.headers().get("x-served-by").map(|v| v.to_str().unwrap()), Some(app.hostname.as_str()));
+    assert_eq!(r.headers()["access-control-allow-origin"], "*", "a page on another origin can read it");
+    assert_eq!(r.headers()["x-yelb-fault"], "error");
+    let metrics = app.get("/metrics").await.unwrap().text().await.unwrap();
+    let line = metrics
+        .lines()
+        .find(|l| {
+            l.starts_with("yelb_http_requests_total{")
+                && l.contains(r#"route="/api/getvotes""#)
+                && l.contains(r#"status="503""#)
+        })
+        .unwrap_or_else(|| panic!("no 503 for /api/getvotes in /metrics:\n{metrics}"));
+    let n: f64 = line.rsplit(' ').next().unwrap().parse().unwrap();
+    assert!(n >= 1.0, "{line}");
+}
+
+async fn a_fault_on_one_option_fails_only_the_votes_for_it(b: Backend) {
+    let app = spawn_admin(b).await;
+    app.set_fault(r#"{"scope":"all","ttl_secs":30,"error_rate":1.0,"restaurant":"ihop"}"#).await;
+    // A fault of the same scope without an option is kept beside it.
+    app.set_fault(r#"{"scope":"all","ttl_secs":30,"latency_ms":1}"#).await;
+    for _ in 0..20 {
+        assert_eq!(app.request(Method::POST, "/api/v1/votes/ihop").await.status(), 503);
+        assert_eq!(app.status("/api/ihop").await, 503);
+        assert_eq!(app.request(Method::POST, "/api/v1/votes/outback").await.status(), 200);
+        assert_eq!(app.status("/api/chipotle").await, 200);
+        assert_eq!(app.status("/api/getvotes").await, 200);
+    }
+    let listed =
+        app.admin(Method::GET, "/api/v1/admin/faults", None).await.json::<serde_json::Value>().await.unwrap();
+    let options: Vec<&str> = listed["faults"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["restaurant"].as_str().unwrap_or("-"))
+        .collect();
+    assert_eq!(options.len(), 2, "{listed}");
+    assert!(options.contains(&"ihop") && options.contains(&"-"), "{listed}");
+    let votes = app.get_json("/api/v1/votes").await;
+    assert_eq!((votes["votes"]["ihop"].as_i64(), votes["votes"]["outback"].as_i64()), (Some(0), Some(20)));
+    // Clearing the option's slot leaves the other fault.
+    app.set_fault(r#"{"scope":"all","ttl_secs":30,"restaurant":"ihop"}"#).await;
+    assert_eq!(app.request(Method::POST, "/api/v1/votes/ihop").await.status(), 200);
+    let r = app
+        .admin(
+            Method::PUT,
+            "/api/v1/admin/faults",
+            Some(r#"{"scope":"all","ttl_secs":5,"restaurant":"ihop","crash":true}"#),
+        )
+        .await;
+    assert_eq!(r.status(), 422, "an option fault takes only latency and errors");
+}
+
 on_both_backends!(
+    an_injected_error_carries_the_replica_and_cors_headers_and_is_counted_in_metrics,
+    a_fault_on_one_option_fails_only_the_votes_for_it,
     without_a_token_configured_the_admin_routes_are_404_and_say_why,
     the_token_is_refused_when_missing_or_wrong_and_accepted_when_right,
     a_reset_zeroes_votes_and_page_views_and_counting_starts_again,

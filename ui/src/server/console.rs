@@ -38,6 +38,8 @@ struct ConsolePage {
     error: Option<String>,
     faults: Vec<FaultRow>,
     replicas: Vec<String>,
+    /// The restaurants a fault may single out, as (slug, name).
+    options: Vec<(&'static str, &'static str)>,
     sim: Option<SimView>,
 }
 
@@ -75,6 +77,9 @@ fn token(headers: &HeaderMap) -> Option<String> {
 
 fn describe(spec: &FaultSpec) -> String {
     let mut words = Vec::new();
+    if let Some(r) = spec.restaurant {
+        words.push(format!("votes for {} only:", r.display_name()));
+    }
     if spec.latency_ms > 0 || spec.latency_jitter_ms > 0 {
         words.push(format!("+{} ms (+0-{} ms)", spec.latency_ms, spec.latency_jitter_ms));
     }
@@ -145,6 +150,7 @@ async fn render(
         error,
         faults: Vec::new(),
         replicas: Vec::new(),
+        options: yelb_core::Restaurant::ALL.iter().map(|r| (r.slug(), r.display_name())).collect(),
         sim: None,
     };
     if let Some(token) = token(headers) {
@@ -157,7 +163,7 @@ async fn render(
                     .faults
                     .iter()
                     .map(|f| FaultRow {
-                        scope: f.spec.scope.clone(),
+                        scope: f.spec.slot(),
                         what: describe(&f.spec),
                         expires_in: f.expires_at_ms.saturating_sub(now).div_ceil(1000),
                     })
@@ -273,7 +279,7 @@ pub async fn clear(State(state): State<UiState>, headers: HeaderMap) -> Response
 }
 
 /// The fault form. Numbers arrive as text; empty means 0.
-#[derive(Deserialize)]
+#[derive(Clone, Deserialize)]
 pub struct FaultForm {
     scope: String,
     ttl_secs: String,
@@ -287,6 +293,9 @@ pub struct FaultForm {
     unhealthy: Option<String>,
     crash: Option<String>,
     cpu_burn: Option<String>,
+    /// Empty for every request, or one restaurant's slug.
+    #[serde(default)]
+    restaurant: String,
 }
 
 fn number<T: std::str::FromStr + Default>(field: &str, text: &str) -> Result<T, String> {
@@ -309,6 +318,12 @@ impl FaultForm {
             unhealthy: self.unhealthy.is_some(),
             crash: self.crash.is_some(),
             cpu_burn: self.cpu_burn.is_some(),
+            restaurant: match self.restaurant.trim() {
+                "" => None,
+                slug => {
+                    Some(slug.parse().map_err(|_| format!("restaurant: {slug:?} is not one of the four"))?)
+                }
+            },
         })
     }
 }
@@ -413,10 +428,16 @@ mod tests {
             unhealthy: None,
             crash: None,
             cpu_burn: None,
+            restaurant: String::new(),
         };
         let spec = form.spec().unwrap();
         assert_eq!((spec.ttl_secs, spec.latency_ms, spec.latency_jitter_ms), (60, 0, 50));
         assert!((spec.error_rate - 0.25).abs() < 1e-9 && spec.unready && !spec.crash);
+        assert_eq!(spec.restaurant, None);
+        let poisoned = FaultForm { restaurant: "ihop".into(), ..form.clone() };
+        assert_eq!(poisoned.spec().unwrap().restaurant, Some(yelb_core::Restaurant::Ihop));
+        let unknown = FaultForm { restaurant: "wendys".into(), ..form.clone() };
+        assert!(unknown.spec().unwrap_err().starts_with("restaurant"));
         let bad = FaultForm { ttl_secs: "soon".into(), ..form };
         assert!(bad.spec().unwrap_err().starts_with("ttl_secs"));
     }
