@@ -11,6 +11,9 @@
 //!   restaurant, answers per replica (`X-Served-By`), failures by status,
 //!   latency percentiles, overall and over the last second.
 //!
+//! - [`screens`]: live screens (`--screens N`), each an open event stream
+//!   through the UI, and the vote → screen latency they saw.
+//!
 //! The binary (`src/main.rs`) draws [`Stats`] once a second and prints a
 //! summary (text or JSON) at the end.
 
@@ -22,6 +25,8 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use yelb_core::Restaurant;
 use yelb_core::api;
+
+pub mod screens;
 
 /// How a run goes.
 #[derive(Debug, Clone)]
@@ -61,6 +66,9 @@ pub struct Summary {
     pub p50_ms: f64,
     /// Latency of answered requests: 99th percentile, ms.
     pub p99_ms: f64,
+    /// What the live screens saw, when the run held some (`--screens`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub screens: Option<screens::ScreenSummary>,
 }
 
 /// Live counters, shared by the voters and whoever draws them.
@@ -80,7 +88,7 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 /// The `q` quantile of sorted microsecond latencies, in ms.
-fn quantile(sorted: &[u32], q: f64) -> f64 {
+pub(crate) fn quantile(sorted: &[u32], q: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
     }
@@ -136,6 +144,7 @@ impl Stats {
             given_up: self.given_up.load(Ordering::Relaxed),
             p50_ms,
             p99_ms,
+            screens: None,
         }
     }
 }
@@ -147,6 +156,7 @@ pub struct Engine {
     stats: Arc<Stats>,
     users: Arc<AtomicUsize>,
     started: Instant,
+    acks: Option<Arc<screens::Acks>>,
 }
 
 impl Engine {
@@ -155,7 +165,21 @@ impl Engine {
         // One connection per voter, kept alive: a phone keeps its connection.
         let client = reqwest::Client::builder().timeout(options.timeout).build()?;
         let users = Arc::new(AtomicUsize::new(options.users));
-        Ok(Engine { options, client, stats: Arc::new(Stats::default()), users, started: Instant::now() })
+        Ok(Engine {
+            options,
+            client,
+            stats: Arc::new(Stats::default()),
+            users,
+            started: Instant::now(),
+            acks: None,
+        })
+    }
+
+    /// Makes the voters note when each vote was acknowledged, with its
+    /// count, for the screens to time against.
+    pub fn with_acks(mut self, acks: Arc<screens::Acks>) -> Engine {
+        self.acks = Some(acks);
+        self
     }
 
     /// The live counters.
@@ -202,6 +226,7 @@ impl Engine {
                     users: self.users.clone(),
                     rate: self.options.rate,
                     retries: self.options.retries,
+                    acks: self.acks.clone(),
                 };
                 tasks.spawn(voter.run(deadline));
                 spawned += 1;
@@ -225,6 +250,7 @@ struct Voter {
     users: Arc<AtomicUsize>,
     rate: f64,
     retries: u32,
+    acks: Option<Arc<screens::Acks>>,
 }
 
 impl Voter {
@@ -268,8 +294,16 @@ impl Voter {
                     self.stats.answered(start.elapsed(), replica.as_deref());
                     let status = r.status().as_u16();
                     if status == 200 {
-                        if r.headers().contains_key(api::IDEMPOTENCY_REPLAYED) {
+                        let acked = Instant::now();
+                        let replayed = r.headers().contains_key(api::IDEMPOTENCY_REPLAYED);
+                        if replayed {
                             self.stats.replayed.fetch_add(1, Ordering::Relaxed);
+                        }
+                        if let Some(acks) = &self.acks
+                            && !replayed
+                            && let Ok(receipt) = r.json::<yelb_core::wire::VoteReceipt>().await
+                        {
+                            acks.record(restaurant, receipt.count, acked);
                         }
                         let slot = Restaurant::ALL.iter().position(|r| *r == restaurant).unwrap_or(0);
                         self.stats.counted[slot].fetch_add(1, Ordering::Relaxed);

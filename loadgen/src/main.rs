@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::Parser;
+use yelb_loadgen::screens::{Acks, Screens};
 use yelb_loadgen::{Engine, Options, Summary};
 
 /// Virtual voters against a Yelb UI (or app server): each votes for a random
@@ -30,6 +31,10 @@ struct Args {
     /// Tries after the first for a vote answered 502-504 or not at all.
     #[arg(long, default_value = "3")]
     retries: u32,
+    /// Live screens to hold open through the run, as phones do: each an
+    /// event stream, timed from each vote's answer to the screens showing it.
+    #[arg(long, env = "YELB_LOADGEN_SCREENS", default_value = "0")]
+    screens: usize,
     /// Print the summary as JSON.
     #[arg(long)]
     json: bool,
@@ -90,7 +95,16 @@ async fn main() -> anyhow::Result<()> {
         retries: args.retries,
         timeout: Duration::from_secs(10),
     };
+    if args.screens > 50_000 {
+        bail!("--screens {}: expected 0 to 50000", args.screens);
+    }
+    let acks = std::sync::Arc::new(Acks::default());
+    let screens =
+        if args.screens > 0 { Some(open_screens(&args.url, args.screens, &acks).await?) } else { None };
     let mut engine = Engine::new(options)?;
+    if screens.is_some() {
+        engine = engine.with_acks(acks);
+    }
     let stats = engine.stats();
     let users = args.users;
     let live = (!args.quiet).then(|| {
@@ -110,10 +124,16 @@ async fn main() -> anyhow::Result<()> {
             }
         })
     });
-    let summary = engine.run().await;
+    let mut summary = engine.run().await;
     if let Some(task) = live {
         task.abort();
         eprintln!();
+    }
+    if let Some(screens) = screens {
+        // The last votes' events: coalescing and the bridge take well under this.
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let counts = final_counts(&args.url).await?;
+        summary.screens = Some(screens.finish(counts).await);
     }
     let mut out = std::io::stdout().lock();
     if args.json {
@@ -128,8 +148,59 @@ async fn main() -> anyhow::Result<()> {
             summary.replayed,
             summary.given_up
         )?;
+        if let Some(s) = &summary.screens {
+            let refused: Vec<String> = s.refused.iter().map(|(why, n)| format!("{why}×{n}")).collect();
+            writeln!(
+                out,
+                "screens: {} (peak {} open), vote -> screen p50 {:.1} ms p95 {:.1} ms p99 {:.1} ms over {} samples, \
+                 {} late (> 250 ms), {} missed the final counts, {:.0} bytes each, refused: {}",
+                s.screens,
+                s.open_peak,
+                s.p50_ms,
+                s.p95_ms,
+                s.p99_ms,
+                s.samples,
+                s.late,
+                s.missed,
+                s.bytes_per_screen,
+                if refused.is_empty() { "none".to_owned() } else { refused.join(", ") }
+            )?;
+        }
     }
     Ok(())
+}
+
+/// Opens `n` screens and waits (at most 20 s) until no more open: every
+/// one, or as many as the UI takes.
+async fn open_screens(url: &str, n: usize, acks: &std::sync::Arc<Acks>) -> anyhow::Result<Screens> {
+    // Each screen holds a socket: take the whole hard limit.
+    let _ = rlimit::increase_nofile_limit(u64::MAX);
+    let screens = Screens::open(url, n, acks.clone())?;
+    let started = std::time::Instant::now();
+    let (mut last, mut still_since) = (0, std::time::Instant::now());
+    while started.elapsed() < Duration::from_secs(20) && screens.open_now() < n {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let now = screens.open_now();
+        if now != last {
+            (last, still_since) = (now, std::time::Instant::now());
+        } else if now > 0 && still_since.elapsed() > Duration::from_secs(3) {
+            break;
+        }
+    }
+    eprintln!("{} of {n} screens open after {:.1} s", screens.open_now(), started.elapsed().as_secs_f64());
+    Ok(screens)
+}
+
+/// Every count, read once the run is over (the modern API).
+async fn final_counts(url: &str) -> anyhow::Result<yelb_core::VoteCounts> {
+    let body: yelb_core::wire::VotesBody =
+        reqwest::get(format!("{}{}", url.trim_end_matches('/'), yelb_core::api::VOTES))
+            .await?
+            .error_for_status()?
+            .json()
+            .await
+            .context("reading the final counts")?;
+    Ok(body.votes)
 }
 
 #[cfg(test)]

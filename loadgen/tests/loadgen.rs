@@ -14,8 +14,13 @@ const TOKEN: &str = "loadgen-test-token";
 /// An app server in this process on the shared Postgres and Redis; its URL
 /// and its database.
 async fn app_server() -> (String, String, tokio::sync::oneshot::Sender<()>) {
+    app_server_with(&[]).await
+}
+
+/// [`app_server`] with more flags.
+async fn app_server_with(extra: &[&str]) -> (String, String, tokio::sync::oneshot::Sender<()>) {
     let db = unique_name("yelb_loadgen");
-    let argv = [
+    let mut argv = vec![
         "yelb-appserver".to_owned(),
         "--listen-addr=127.0.0.1".to_owned(),
         "--port=0".to_owned(),
@@ -24,6 +29,7 @@ async fn app_server() -> (String, String, tokio::sync::oneshot::Sender<()>) {
         format!("--redis-key-prefix={}:", unique_name("lg")),
         format!("--admin-token={TOKEN}"),
     ];
+    argv.extend(extra.iter().map(|f| (*f).to_owned()));
     let config = yelb_appserver::Config::from_args(yelb_appserver::config::Args::parse_from(argv)).unwrap();
     let app = yelb_appserver::Application::build(config).await.unwrap();
     let url = format!("http://{}", app.local_addr());
@@ -109,4 +115,33 @@ async fn a_rate_limits_the_votes_per_second() {
     let total = summary["total"].as_u64().unwrap();
     // 20 a second for 3 s, give or take the jitter of the think times.
     assert!((35..=80).contains(&total), "{total} votes at 20/s for 3 s");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn screens_see_every_vote_and_time_it_from_the_answer() {
+    let (url, _db, _stop) = app_server().await;
+    let summary =
+        loadgen(&["--url", &url, "--users", "8", "--rate", "200", "--duration", "3s", "--screens", "40"])
+            .await;
+    let screens = &summary["screens"];
+    assert_eq!(screens["screens"], 40, "{summary}");
+    assert_eq!(screens["open_peak"], 40, "every screen got its stream: {summary}");
+    assert_eq!(screens["refused"], serde_json::json!({}), "{summary}");
+    assert_eq!(screens["missed"], 0, "every screen ends on the final counts: {summary}");
+    let samples = screens["samples"].as_u64().unwrap();
+    assert!(samples > 40 * 10, "each screen timed many votes, got {samples} samples: {summary}");
+    let (p50, p99) = (screens["p50_ms"].as_f64().unwrap(), screens["p99_ms"].as_f64().unwrap());
+    assert!(p50 <= p99 && p99 < 2000.0, "p50 {p50} ms, p99 {p99} ms: {summary}");
+    assert!(screens["bytes_per_screen"].as_f64().unwrap() > 100.0, "{summary}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn screens_past_the_stream_cap_are_counted_as_refused() {
+    let (url, _db, _stop) = app_server_with(&["--max-streams=5"]).await;
+    let summary =
+        loadgen(&["--url", &url, "--users", "2", "--rate", "20", "--duration", "2s", "--screens", "8"]).await;
+    let screens = &summary["screens"];
+    assert_eq!(screens["open_peak"], 5, "{summary}");
+    assert!(screens["refused"]["503"].as_u64().unwrap() >= 3, "{summary}");
+    assert_eq!(screens["missed"], 3, "the refused screens never saw the counts: {summary}");
 }
