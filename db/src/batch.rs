@@ -250,7 +250,7 @@ pub(crate) fn own_counts(
         .collect()
 }
 
-fn upsert_params(added: &VoteCounts) -> (Vec<&'static str>, Vec<i32>) {
+pub(crate) fn upsert_params(added: &VoteCounts) -> (Vec<&'static str>, Vec<i32>) {
     added
         .iter()
         .filter(|(_, n)| *n > 0)
@@ -258,19 +258,7 @@ fn upsert_params(added: &VoteCounts) -> (Vec<&'static str>, Vec<i32>) {
         .unzip()
 }
 
-/// Adds `added` in one upsert inside the transaction `tx` (the keyed path)
-/// and returns the touched restaurants' new counts.
-pub(crate) async fn upsert(
-    tx: &deadpool_postgres::Transaction<'_>,
-    added: &VoteCounts,
-) -> Result<VoteCounts> {
-    let (names, ns) = upsert_params(added);
-    let stmt = tx.prepare_cached(VOTE_BATCH).await?;
-    let rows = tx.query(&stmt, &[&names, &ns]).await?;
-    Ok(counts_from_rows(&rows))
-}
-
-fn counts_from_rows(rows: &[tokio_postgres::Row]) -> VoteCounts {
+pub(crate) fn counts_from_rows(rows: &[tokio_postgres::Row]) -> VoteCounts {
     let mut counts = VoteCounts::default();
     for row in rows {
         let name: &str = row.get(0);
