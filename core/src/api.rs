@@ -68,8 +68,19 @@ pub const VOTES: &str = "/api/v1/votes";
 pub const STATS: &str = "/api/v1/stats";
 /// Modern: counts a page view.
 pub const PAGEVIEWS: &str = "/api/v1/pageviews";
-/// Modern: server-sent `state` events.
+/// Modern: server-sent [`EVENT_STATE`] events (and, through the UI's
+/// fan-out, [`EVENT_SPREAD`] events).
 pub const EVENTS: &str = "/api/v1/events";
+/// The event that carries a `LiveState` (counts, page views, epoch).
+pub const EVENT_STATE: &str = "state";
+/// The event the UI's fan-out adds: a `SpreadEvent` (the replicas, their
+/// request rates and the faults in force), so a live page sends no
+/// background request of its own.
+pub const EVENT_SPREAD: &str = "spread";
+/// The event the UI's fan-out sends when its own subscription to the app
+/// server opens or drops: `{"live":true|false}`, so a screen can say that
+/// the counts it shows are not moving.
+pub const EVENT_UPSTREAM: &str = "upstream";
 /// Modern: every replica with the requests it served. Also the probe that
 /// tells which API an app server speaks ([`ApiLevel::from_probe`]).
 pub const REPLICAS: &str = "/api/v1/replicas";

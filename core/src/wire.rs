@@ -194,6 +194,19 @@ pub struct ReplicasBody {
     pub faults: Vec<Fault>,
 }
 
+/// The UI's fan-out's `spread` event: what `GET /api/v1/replicas` answered
+/// the UI's server, with each replica's requests per second between its two
+/// latest reads (absent until a replica has two).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SpreadEvent {
+    /// The replicas and the faults in force.
+    #[serde(flatten)]
+    pub body: ReplicasBody,
+    /// Requests per second per hostname.
+    #[serde(default)]
+    pub rates: Vec<(String, f64)>,
+}
+
 /// `POST /api/v1/admin/reset`: the votes and page views are zero, from the
 /// epoch given on.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

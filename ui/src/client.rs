@@ -5,10 +5,16 @@
 //!   speaks, counts the page view if the server could not, then keeps the
 //!   page current: an `EventSource` on `/api/v1/events` when there is one,
 //!   re-reading every [`POLL_MS`] when there is not (the original API, or the
-//!   stream dropped), and retrying the stream with a growing pause.
+//!   stream dropped; every [`REFUSED_POLL_MS`] when the stream was refused,
+//!   a full UI), and retrying the stream with a growing, jittered pause.
+//! - Through the UI's fan-out the stream also carries the spread (`spread`
+//!   events: replicas, rates, faults) and the fan-out re-reads the counts
+//!   itself, so a live page sends no request of its own until it votes.
 //! - [`vote`]: casts a vote, waits for its answer and shows the count from it.
-//! - The spread loop reads `/api/v1/replicas` every [`SPREAD_MS`]; every
-//!   answer, whatever it was for, adds its hostname to the spread panel.
+//! - Without `spread` events (the app server's own stream, `UI_ENV=dev`) the
+//!   spread loop reads `/api/v1/replicas` every [`SPREAD_MS`] and the live
+//!   page re-reads the counts every [`LIVE_POLL_MS`]. Every answer, whatever
+//!   it was for, adds its hostname to the spread panel.
 
 use gloo_net::http::{Request, RequestBuilder, Response};
 use gloo_timers::future::sleep;
@@ -20,8 +26,8 @@ use wasm_bindgen::JsCast;
 use wasm_bindgen::closure::Closure;
 use web_sys::{EventSource, MessageEvent};
 use yelb_core::wire::{
-    ErrorBody, LegacyStats, LegacyVote, LiveState, ReplicasBody, StatsBody, VoteReceipt, VotesBody,
-    counts_from_legacy,
+    ErrorBody, LegacyStats, LegacyVote, LiveState, ReplicasBody, SpreadEvent, StatsBody, VoteReceipt,
+    VotesBody, counts_from_legacy,
 };
 use yelb_core::{Restaurant, api};
 
@@ -35,6 +41,9 @@ pub const SPREAD_MS: u64 = 2_000;
 /// How often a live page re-reads the counts anyway: in a mixed cluster,
 /// votes cast through an original app server publish no event.
 pub const LIVE_POLL_MS: u64 = 5_000;
+/// How often a page re-reads the counts when its stream was refused (the UI
+/// is at its cap): slower than [`POLL_MS`], so a full house polls gently.
+pub const REFUSED_POLL_MS: u64 = 5_000;
 /// Sends of one vote at most, while the app server cannot answer.
 const VOTE_ATTEMPTS: u32 = 4;
 /// The first pause before a vote is sent again; it doubles each time.
@@ -197,7 +206,9 @@ async fn cast(ui: Ui, api: &Api, restaurant: Restaurant) -> Result<i64, ApiError
     if ui.api.get_untracked() != ApiLevel::Legacy {
         match api.vote(ui, &api::vote(restaurant)).await {
             Ok(receipt) => {
-                refresh_pageviews(ui, api).await;
+                if !fanned(ui) {
+                    refresh_pageviews(ui, api).await;
+                }
                 return Ok(receipt.count);
             }
             Err(ApiError::NotFound) => ui.api.set(ApiLevel::Legacy),
@@ -214,6 +225,20 @@ async fn cast(ui: Ui, api: &Api, restaurant: Restaurant) -> Result<i64, ApiError
         ui.answered_by(host.trim());
     }
     Ok(count)
+}
+
+/// Whether the stream is the UI's fan-out, which brings the spread, the page
+/// views and the re-read counts by itself (a `spread` event lately).
+fn fanned(ui: Ui) -> bool {
+    let at = ui.spread_at.get_value();
+    at > 0.0
+        && js_sys::Date::now() - at < 3.0 * SPREAD_MS as f64
+        && ui.live.get_untracked() == LiveStatus::Live
+}
+
+/// `ms` scaled by a random factor in 0.5..1.5, so pages do not act in step.
+fn jittered(ms: u64) -> u64 {
+    (ms as f64 * (0.5 + js_sys::Math::random())) as u64
 }
 
 async fn refresh_pageviews(ui: Ui, api: &Api) {
@@ -279,18 +304,24 @@ async fn keep_current(ui: Ui, api: Api, mut view_counted: bool) {
             let _ = poll(ui, &api).await;
         }
         if ui.api.get_untracked() == ApiLevel::Modern {
-            if stream(ui, &api).await {
+            let opened = stream(ui, &api).await;
+            if opened {
                 retry_ms = 1_000;
             }
             // The stream is gone for good (the app server or the UI's server
-            // went away): poll until it is time to try again.
+            // went away, or it was refused): poll until it is time to try
+            // again, gently when refused, and never in step with other pages.
             ui.live.set(LiveStatus::Polling);
-            let until = js_sys::Date::now() + retry_ms as f64;
-            while js_sys::Date::now() < until {
+            let every = if opened { POLL_MS.min(retry_ms) } else { REFUSED_POLL_MS };
+            let until = js_sys::Date::now() + jittered(retry_ms) as f64;
+            loop {
+                sleep(Duration::from_millis(jittered(every))).await;
                 if poll(ui, &api).await.is_err() {
                     ui.live.set(LiveStatus::Offline);
                 }
-                sleep(Duration::from_millis(POLL_MS.min(retry_ms))).await;
+                if js_sys::Date::now() >= until {
+                    break;
+                }
             }
             retry_ms = (retry_ms * 2).min(MAX_RETRY_MS);
         } else {
@@ -319,27 +350,52 @@ async fn stream(ui: Ui, api: &Api) -> bool {
             ui.merge_live(&state);
         }
     });
+    let on_spread = Closure::<dyn FnMut(MessageEvent)>::new(move |event: MessageEvent| {
+        if let Some(text) = event.data().as_string()
+            && let Ok(spread) = serde_json::from_str::<SpreadEvent>(&text)
+        {
+            ui.spread_at.set_value(js_sys::Date::now());
+            ui.show_spread(spread.body, spread.rates);
+        }
+    });
+    // The fan-out's own subscription dropped (the app server went away) or
+    // came back: the counts shown are not moving meanwhile.
+    let on_upstream = Closure::<dyn FnMut(MessageEvent)>::new(move |event: MessageEvent| {
+        if let Some(text) = event.data().as_string() {
+            ui.live.set(if text.contains("true") { LiveStatus::Live } else { LiveStatus::Connecting });
+        }
+    });
     let on_open = Closure::<dyn FnMut()>::new(move || {
         opened.set(true);
         ui.live.set(LiveStatus::Live);
     });
     let on_error = Closure::<dyn FnMut()>::new(move || ui.live.set(LiveStatus::Connecting));
-    let _ = source.add_event_listener_with_callback("state", on_state.as_ref().unchecked_ref());
+    let _ = source.add_event_listener_with_callback(api::EVENT_STATE, on_state.as_ref().unchecked_ref());
+    let _ = source.add_event_listener_with_callback(api::EVENT_SPREAD, on_spread.as_ref().unchecked_ref());
+    let _ =
+        source.add_event_listener_with_callback(api::EVENT_UPSTREAM, on_upstream.as_ref().unchecked_ref());
     source.set_onopen(Some(on_open.as_ref().unchecked_ref()));
     source.set_onerror(Some(on_error.as_ref().unchecked_ref()));
     let mut next_poll = js_sys::Date::now() + LIVE_POLL_MS as f64;
     while source.ready_state() != EventSource::CLOSED {
         sleep(Duration::from_millis(500)).await;
         if source.ready_state() == EventSource::OPEN && js_sys::Date::now() >= next_poll {
-            // Counts only grow, so merging a read never undoes an event.
-            let _ = poll(ui, api).await;
+            // The fan-out re-reads for every screen at once; the app
+            // server's own stream does not. Merging a read never undoes an
+            // event (counts only grow within an epoch).
+            if !fanned(ui) {
+                let _ = poll(ui, api).await;
+            }
             next_poll = js_sys::Date::now() + LIVE_POLL_MS as f64;
         }
     }
     source.close();
     source.set_onopen(None);
     source.set_onerror(None);
-    let _ = source.remove_event_listener_with_callback("state", on_state.as_ref().unchecked_ref());
+    let _ = source.remove_event_listener_with_callback(api::EVENT_STATE, on_state.as_ref().unchecked_ref());
+    let _ = source.remove_event_listener_with_callback(api::EVENT_SPREAD, on_spread.as_ref().unchecked_ref());
+    let _ =
+        source.remove_event_listener_with_callback(api::EVENT_UPSTREAM, on_upstream.as_ref().unchecked_ref());
     opened.get_untracked()
 }
 
@@ -349,7 +405,7 @@ async fn watch_spread(ui: Ui, api: Api) {
     let mut previous: (f64, Vec<(String, u64)>) = (js_sys::Date::now(), Vec::new());
     loop {
         sleep(Duration::from_millis(SPREAD_MS)).await;
-        if ui.api.get_untracked() != ApiLevel::Modern {
+        if ui.api.get_untracked() != ApiLevel::Modern || fanned(ui) {
             continue;
         }
         match api.get::<ReplicasBody>(ui, api::REPLICAS).await {
@@ -366,9 +422,7 @@ async fn watch_spread(ui: Ui, api: Api) {
                     })
                     .collect();
                 previous = (now, body.replicas.iter().map(|r| (r.hostname.clone(), r.served)).collect());
-                ui.rates.set(rates);
-                ui.faults.set(body.faults);
-                ui.replicas.set(body.replicas);
+                ui.show_spread(body, rates);
             }
             Err(ApiError::NotFound) => ui.api.set(ApiLevel::Legacy),
             Err(_) => {}

@@ -6,7 +6,7 @@
 //! - [`LiveStatus`]: how the page hears about other people's votes.
 
 use leptos::prelude::*;
-use yelb_core::wire::{Fault, LiveState, ReplicaInfo};
+use yelb_core::wire::{Fault, LiveState, ReplicaInfo, ReplicasBody};
 use yelb_core::{Restaurant, VoteCounts};
 
 use crate::model::{ApiLevel, Notice, Recent, Snapshot};
@@ -67,6 +67,9 @@ pub struct Ui {
     pub api_base: StoredValue<String>,
     /// The reset epoch of the counts shown (see `LiveState::epoch`).
     pub epoch: StoredValue<u64>,
+    /// When (ms since the epoch) the event stream last brought the spread:
+    /// the UI's fan-out sends it, so the page need not ask (0: never).
+    pub spread_at: StoredValue<f64>,
 }
 
 impl Ui {
@@ -95,6 +98,7 @@ impl Ui {
             pending: RwSignal::new(None),
             api_base: StoredValue::new(snapshot.api_base.clone()),
             epoch: StoredValue::new(0),
+            spread_at: StoredValue::new(0.0),
         }
     }
 
@@ -142,6 +146,16 @@ impl Ui {
         if self.merge_votes_in(state.epoch, &state.votes) {
             self.merge_pageviews(state.pageviews);
         }
+    }
+
+    /// Shows the cluster's replicas, their faults and (when known) their
+    /// request rates.
+    pub fn show_spread(&self, body: ReplicasBody, rates: Vec<(String, f64)>) {
+        if !rates.is_empty() {
+            self.rates.set(rates);
+        }
+        self.faults.set(body.faults);
+        self.replicas.set(body.replicas);
     }
 
     /// Folds a newer page-view count in.

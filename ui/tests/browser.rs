@@ -184,6 +184,34 @@ async fn with_two_replicas_behind_the_ui_both_hostnames_appear_in_the_spread_pan
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_live_page_sends_no_request_but_its_stream_for_20_s_and_still_shows_the_spread_and_votes() {
+    let Page { browser, ui: _ui, app, _one, .. } = Page::open(&[]).await;
+    browser.wait_text("[data-test='live']", "the live badge", |t| t == "live").await;
+    browser
+        .eval(
+            "performance.clearResourceTimings(); performance.setResourceTimingBufferSize(1000); return true",
+        )
+        .await;
+    // Other people vote meanwhile; the page hears of it by its stream only.
+    for _ in 0..3 {
+        http().post(format!("{}/api/v1/votes/ihop", app.url())).send().await.unwrap();
+    }
+    tokio::time::sleep(Duration::from_secs(20)).await;
+    let requests = browser
+        .eval(
+            "return performance.getEntriesByType('resource').map(e => e.name)\
+             .filter(n => n.includes('/api') && !n.includes('/api/v1/events'))",
+        )
+        .await;
+    assert_eq!(requests, serde_json::json!([]), "requests besides the stream");
+    assert_eq!(browser.text(IHOP_COUNT).await, "3");
+    assert_eq!(browser.text("[data-test='live']").await, "live");
+    let hosts = browser.texts("[data-test='cluster'] .bar-host").await;
+    assert!(hosts.contains(&app.hostname), "the spread came by the stream: {hosts:?}");
+    browser.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_page_loads_while_the_app_server_is_down_and_recovers_by_itself() {
     let _one = exclusive().await;
     let port = yelb_testkit::free_port();

@@ -37,6 +37,7 @@ use tower_http::set_header::SetResponseHeaderLayer;
 pub mod config;
 pub mod console;
 pub mod error;
+pub mod fanout;
 pub mod page;
 pub mod proxy;
 pub mod security;
@@ -64,8 +65,10 @@ pub struct UiState {
     pub upstream: Upstream,
     /// What Leptos needs to write the hydration scripts.
     pub leptos: LeptosOptions,
-    /// The cap on forwarded event streams.
+    /// The cap on open event streams (screens).
     pub streams: yelb_service::StreamSlots,
+    /// The live events, from one upstream subscription to every screen.
+    pub fanout: fanout::Fanout,
     /// The console's audience simulator.
     pub simulator: simulator::Simulator,
 }
@@ -80,7 +83,8 @@ impl UiState {
             .site_pkg_dir("pkg")
             .build();
         let streams = yelb_service::StreamSlots::new(config.limits.max_streams);
-        UiState { config: Arc::new(config), upstream, leptos, streams, simulator: Default::default() }
+        let fanout = fanout::Fanout::new(upstream.clone());
+        UiState { config: Arc::new(config), upstream, leptos, streams, fanout, simulator: Default::default() }
     }
 
     fn bundle_present(&self) -> bool {
@@ -151,7 +155,23 @@ fn asset(content_type: &'static str, body: &'static str) -> Response {
 }
 
 async fn forward(State(state): State<UiState>, request: Request<Body>) -> Result<Response, UiError> {
+    if is_live_events(&request) {
+        let slot = state.streams.try_open().ok_or(UiError::TooManyStreams(state.streams.max()))?;
+        return state.fanout.open(slot, state.config.upstream_timeout).await;
+    }
     state.upstream.forward(request, &state.streams).await
+}
+
+/// `GET /api/v1/events` (however many slashes): a screen, served by the
+/// fan-out rather than forwarded.
+fn is_live_events(request: &Request<Body>) -> bool {
+    let path = request.uri().path();
+    request.method() == axum::http::Method::GET
+        && path.starts_with('/')
+        && path
+            .split('/')
+            .filter(|s| !s.is_empty())
+            .eq(yelb_core::api::EVENTS.split('/').filter(|s| !s.is_empty()))
 }
 
 /// `//api/...` (the original UI's double slash) is forwarded as it is; the app
@@ -167,7 +187,12 @@ async fn fallback(state: State<UiState>, request: Request<Body>) -> Result<Respo
 async fn readyz(State(state): State<UiState>) -> Response {
     let appserver = state.upstream.reachability().as_str();
     if state.bundle_present() {
-        axum::Json(json!({"status": "ready", "appserver": appserver})).into_response()
+        let events = json!({
+            "screens": state.fanout.screens(),
+            "upstream": state.fanout.upstate().as_str(),
+            "subscriptions": state.fanout.subscriptions(),
+        });
+        axum::Json(json!({"status": "ready", "appserver": appserver, "events": events})).into_response()
     } else {
         let why = format!("the browser bundle is missing under {}", state.config.site_root.display());
         (StatusCode::SERVICE_UNAVAILABLE, axum::Json(json!({"status": "not ready", "error": why})))
@@ -194,6 +219,12 @@ pub async fn run(
     let addr = listener.local_addr()?;
     tracing::info!(%addr, appserver = %state.upstream.base(), keepalive = state.config.keepalive, "yelb-ui listening");
     let limits = state.config.limits;
+    let fanout = state.fanout.clone();
+    let shutdown = async move {
+        shutdown.await;
+        // Screens end at once and reconnect after their own jittered `retry:`.
+        fanout.close();
+    };
     yelb_service::serve(listener, app(state), limits, shutdown, SHUTDOWN_GRACE).await?;
     Ok(())
 }

@@ -231,6 +231,31 @@ impl Upstream {
         })
     }
 
+    /// Opens the app server's event stream for the fan-out. `Ok(None)`: it
+    /// has none (it speaks only the original API). The answer must begin
+    /// within the configured timeout; its body then runs for as long as the
+    /// app server keeps it open.
+    pub async fn open_events(&self) -> Result<Option<Response<Body>>, UiError> {
+        let request = Request::builder()
+            .method(Method::GET)
+            .uri(self.uri(yelb_core::api::EVENTS)?)
+            .header(header::ACCEPT, "text/event-stream")
+            .body(Body::empty())
+            .map_err(|e| UiError::BadRequest(e.to_string()))?;
+        let response = self.send(request, self.timeout).await?;
+        let status = response.status();
+        if yelb_core::api::is_missing_route(status.as_u16()) {
+            return Ok(None);
+        }
+        if !status.is_success() {
+            return Err(UiError::Refused {
+                status: status.as_u16(),
+                message: "event stream refused".to_owned(),
+            });
+        }
+        Ok(Some(response))
+    }
+
     /// Calls the app server for the UI's own use and parses the JSON answer.
     /// `Ok(None)` means the app server does not have the route (404/405):
     /// it speaks only the original API.
