@@ -237,7 +237,7 @@ job "yelb" {
 
       resources {
         cpu    = 200
-        memory = 128
+        memory = 192
       }
     }
   }

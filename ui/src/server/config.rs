@@ -42,11 +42,11 @@ pub struct Args {
     pub upstream_timeout: String,
 
     /// Connections served at once; one more is answered 503 and closed (kept under the open-file limit).
-    #[arg(long, env = "YELB_UI_MAX_CONNECTIONS", default_value = "10000")]
+    #[arg(long, env = "YELB_UI_MAX_CONNECTIONS", default_value = "12000")]
     pub max_connections: String,
 
-    /// Live-event streams forwarded at once; one more is answered 503 and the page polls instead.
-    #[arg(long, env = "YELB_UI_MAX_STREAMS", default_value = "2000")]
+    /// Screens (live-event streams) served at once; one more is answered 503 and the page polls instead.
+    #[arg(long, env = "YELB_UI_MAX_STREAMS", default_value = "10000")]
     pub max_streams: String,
 
     /// Seconds a client has to send a request's head or body, and the longest a kept-alive connection may sit idle.
