@@ -27,6 +27,8 @@ pids+=($!)
 
 echo
 echo "Yelb is running: open http://localhost:${YELB_UI_PORT:-8080}/  (Ctrl-C stops it)"
+echo "  audience URL: $(./target/release/yelb-ui audience-url)  (the QR code's; YELB_UI_PUBLIC_URL overrides it)"
+echo "  presenter view: http://localhost:${YELB_UI_PORT:-8080}/present"
 echo "  app server: ${YELB_APPSERVER_ENDPOINT}  (API docs at /api/openapi.json)"
 if [ -n "${YELB_ADMIN_TOKEN:-}" ]; then
   echo "  stage control: Authorization: Bearer ${YELB_ADMIN_TOKEN}"

@@ -86,7 +86,7 @@ pub fn App() -> impl IntoView {
                     </strong>
                 </p>
             </section>
-            <Qr url=snapshot.public_url.clone() svg=snapshot.qr_svg.clone()/>
+            <Qr url=snapshot.public_url.clone() svg=snapshot.qr_svg.clone() warning=snapshot.url_warning.clone()/>
             <Spread/>
         </main>
         <footer>
@@ -115,7 +115,12 @@ fn Present(snapshot: Snapshot) -> impl IntoView {
                     </span>
                 </p>
             </section>
-            <Qr url=snapshot.public_url.clone() svg=snapshot.qr_svg.clone()/>
+            <Qr
+                url=snapshot.public_url.clone()
+                svg=snapshot.qr_svg.clone()
+                warning=snapshot.url_warning.clone()
+                others=snapshot.other_urls.clone()
+            />
             <Topology/>
         </main>
     }
@@ -432,13 +437,31 @@ fn Bars(rows: Signal<Vec<Row>>, test: &'static str) -> impl IntoView {
     }
 }
 
-/// The QR code of the page's public URL, for the audience's phones.
+/// The QR code of the page's public URL, for the audience's phones, with a
+/// warning when phones cannot open it and (on the presenter view) this
+/// machine's other addresses.
 #[component]
-fn Qr(url: String, svg: String) -> impl IntoView {
+fn Qr(
+    url: String,
+    svg: String,
+    warning: Option<String>,
+    #[prop(optional)] others: Vec<String>,
+) -> impl IntoView {
+    let warning =
+        warning.map(|text| view! { <p class="qr-warning" role="alert" data-test="url-warning">{text}</p> });
+    let others = (!others.is_empty()).then(|| {
+        view! {
+            <p class="qr-others" data-test="other-urls">
+                "Also: " {others.iter().map(|u| view! { <span>{u.clone()}</span> " " }).collect_view()}
+            </p>
+        }
+    });
     view! {
         <aside class="qr" aria-label="Open this page on your phone">
             <div class="qr-code" inner_html=svg></div>
             <p>"Vote from your phone: " <a href=url.clone() data-test="public-url">{url.clone()}</a></p>
+            {warning}
+            {others}
         </aside>
     }
 }

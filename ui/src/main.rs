@@ -17,6 +17,7 @@ async fn main() -> anyhow::Result<()> {
         let ok = server::healthcheck(&args, path);
         std::process::exit(if ok { 0 } else { 1 });
     }
+    let audience_only = matches!(args.command, Some(Command::AudienceUrl));
     let config = match args.into_config() {
         Ok(config) => config,
         Err(e) => {
@@ -24,6 +25,17 @@ async fn main() -> anyhow::Result<()> {
             std::process::exit(2);
         }
     };
+    if audience_only {
+        let audience = server::audience::for_local_port(config.public_url.as_deref(), config.listen.port());
+        #[allow(clippy::print_stdout)] // The subcommand's output.
+        {
+            println!("{}", audience.url);
+        }
+        if let Some(warning) = audience.warning {
+            eprintln!("yelb-ui: {warning}");
+        }
+        return Ok(());
+    }
     server::init_tracing(&config);
     let shutdown = server::shutdown_signal();
     let listener = tokio::net::TcpListener::bind(config.listen).await?;

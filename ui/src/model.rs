@@ -27,6 +27,13 @@ pub struct Snapshot {
     pub public_url: String,
     /// The QR code of `public_url`, as an SVG document.
     pub qr_svg: String,
+    /// Other addresses of this machine the audience may use (shown on the
+    /// presenter view when the page was opened through loopback).
+    #[serde(default)]
+    pub other_urls: Vec<String>,
+    /// Shown beside the QR code when phones cannot open `public_url`.
+    #[serde(default)]
+    pub url_warning: Option<String>,
     /// Where the browser sends API calls: `""` (this origin) or a full URL
     /// (`UI_ENV=dev`, as in the original).
     pub api_base: String,
@@ -77,6 +84,8 @@ impl Snapshot {
             title: title.to_owned(),
             public_url: String::new(),
             qr_svg: String::new(),
+            other_urls: Vec::new(),
+            url_warning: None,
             api_base: String::new(),
             api: ApiLevel::Unknown,
             votes: None,

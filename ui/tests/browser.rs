@@ -85,8 +85,21 @@ async fn the_page_shows_the_cards_chart_views_and_hostname_without_console_error
     browser.wait_text("[data-test='pageviews']", "a page-view count", |t| number(t) >= 1).await;
     browser.wait_text("[data-test='live']", "the live badge", |t| t == "live").await;
     assert!(browser.exists(".qr-code svg").await, "a QR code for the audience");
+    // Loaded through 127.0.0.1: the QR code gives this machine's LAN address
+    // with the same port, or says that phones cannot open it.
     let url = browser.text("[data-test='public-url']").await;
-    assert!(url.starts_with("http://127.0.0.1:"), "defaults to the URL the page was loaded from: {url}");
+    let host = ui.url.trim_start_matches("http://");
+    let expected = yelb_ui::server::audience::choose(
+        None,
+        "http",
+        Some(host),
+        &yelb_ui::server::audience::lan_addresses(),
+    );
+    assert_eq!(url, expected.url);
+    assert_eq!(browser.exists("[data-test='url-warning']").await, expected.warning.is_some());
+    if let Some(port) = host.rsplit(':').next() {
+        assert!(url.ends_with(&format!(":{port}/")), "{url}");
+    }
     browser.screenshot("desktop").await;
 
     let errors = browser.console_errors().await;
@@ -511,6 +524,15 @@ async fn the_presenter_view_shows_the_votes_live_and_each_replica_with_its_rate_
     page.open_hydrated(&format!("{}/present", ui.url)).await;
     assert!(page.exists("main.present svg").await, "the donut");
     assert!(page.exists("main.present .qr-code svg").await, "the QR code");
+    let host = ui.url.trim_start_matches("http://");
+    let lan = yelb_ui::server::audience::lan_addresses();
+    let expected = yelb_ui::server::audience::choose(None, "http", Some(host), &lan);
+    assert_eq!(
+        page.text("main.present [data-test='public-url']").await,
+        expected.url,
+        "a URL phones can open"
+    );
+    assert_eq!(page.exists("[data-test='other-urls']").await, lan.len() > 1, "the other addresses, if any");
     assert!(!page.exists("button.vote").await, "no voting cards on the projector");
     page.wait_text("[data-test='live']", "the live badge", |t| t == "live").await;
 

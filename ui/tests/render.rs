@@ -13,6 +13,7 @@ use serde_json::Value;
 use support::{AppServer, LegacyOnly, UiServer, http, real_backends};
 use yelb_core::Restaurant;
 use yelb_ui::model::{ApiLevel, SNAPSHOT_ID, Snapshot};
+use yelb_ui::server::audience;
 
 /// The snapshot the server rendered into a page.
 fn snapshot_of(html: &str) -> Snapshot {
@@ -71,7 +72,14 @@ async fn the_server_rendered_page_holds_the_cards_counts_hostname_and_views() {
     assert!(snapshot.view_counted);
     assert_eq!(snapshot.title, "Demo <Day>");
     assert!(snapshot.qr_svg.starts_with("<svg"));
-    assert_eq!(snapshot.public_url, format!("{}/", ui.url));
+    // Opened through 127.0.0.1: the QR code gives this machine's LAN address.
+    let host = ui.url.trim_start_matches("http://");
+    let expected = audience::choose(None, "http", Some(host), &audience::lan_addresses());
+    assert_eq!(snapshot.public_url, expected.url);
+    assert!(
+        !audience::is_loopback_host(snapshot.public_url.trim_start_matches("http://"))
+            || snapshot.url_warning.is_some()
+    );
 
     // Every render counts one page view, as the original's page load did.
     assert_eq!(snapshot_of(&page(&ui).await).pageviews, Some(2));
@@ -94,6 +102,25 @@ async fn the_public_url_follows_the_proxy_headers_or_the_configuration() {
 
     let fixed = UiServer::start(&app.url(), &["--public-url=https://vote.example.com/"]).await;
     assert_eq!(snapshot_of(&page(&fixed).await).public_url, "https://vote.example.com/");
+
+    // Through a loopback host, with the port it was reached on.
+    let lan = audience::lan_addresses();
+    let r = http().get(&ui.url).header("host", "localhost:8123").send().await.unwrap();
+    let snapshot = snapshot_of(&r.text().await.unwrap());
+    match lan.first() {
+        Some(ip) => {
+            assert_eq!(snapshot.public_url, format!("http://{ip}:8123/"));
+            assert_eq!(snapshot.url_warning, None);
+        }
+        None => {
+            assert_eq!(snapshot.public_url, "http://localhost:8123/");
+            assert!(snapshot.url_warning.unwrap().contains("phones cannot open it"));
+        }
+    }
+    assert_eq!(snapshot.other_urls.len(), lan.len().saturating_sub(1));
+    // The configured URL still wins over loopback.
+    let r = http().get(&fixed.url).header("host", "localhost:8123").send().await.unwrap();
+    assert_eq!(snapshot_of(&r.text().await.unwrap()).public_url, "https://vote.example.com/");
 }
 
 #[tokio::test]

@@ -88,6 +88,9 @@ pub enum Command {
         #[arg(long, default_value = "/healthz")]
         path: String,
     },
+    /// Print the URL the QR code gives the audience when the page is opened
+    /// on this machine as `http://localhost:PORT/` (run.sh prints it).
+    AudienceUrl,
 }
 
 /// The UI server's settings, parsed and checked.

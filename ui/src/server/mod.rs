@@ -34,6 +34,7 @@ use tower_http::compression::CompressionLayer;
 use tower_http::services::ServeDir;
 use tower_http::set_header::SetResponseHeaderLayer;
 
+pub mod audience;
 pub mod config;
 pub mod console;
 pub mod error;

@@ -106,10 +106,12 @@ pub async fn snapshot(state: &UiState, headers: &HeaderMap, notice: Option<Notic
         up.call::<LegacyStats>(Method::GET, api::GETSTATS, wait),
         up.call::<ReplicasBody>(Method::GET, api::REPLICAS, wait),
     );
-    let public_url = public_url(state, headers);
+    let audience = audience(state, headers);
     let mut snapshot = Snapshot::empty(&state.config.title);
-    snapshot.qr_svg = qr_svg(&public_url);
-    snapshot.public_url = public_url;
+    snapshot.qr_svg = qr_svg(&audience.url);
+    snapshot.public_url = audience.url;
+    snapshot.other_urls = audience.others;
+    snapshot.url_warning = audience.warning;
     snapshot.api_base = state.config.api_base.clone();
     snapshot.notice = notice;
     if let Ok(Some(answer)) = votes {
@@ -136,12 +138,13 @@ pub async fn snapshot(state: &UiState, headers: &HeaderMap, notice: Option<Notic
     snapshot
 }
 
-/// The configured public URL, or the one this request was made to (as the
-/// browser saw it, through any proxy that says so).
-fn public_url(state: &UiState, headers: &HeaderMap) -> String {
-    if let Some(url) = &state.config.public_url {
-        return url.clone();
-    }
+/// Where the QR code sends the audience ([`super::audience`]): the
+/// configured public URL, or the one this request was made to (as the
+/// browser saw it, through any proxy that says so), or, when that is a
+/// loopback address, this machine's LAN address.
+fn audience(state: &UiState, headers: &HeaderMap) -> super::audience::Audience {
+    use super::audience::{choose, is_loopback_host, lan_addresses};
+    let configured = state.config.public_url.as_deref();
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim);
     let host = header("x-forwarded-host").or_else(|| header("host")).unwrap_or_default();
     let proto = match header("x-forwarded-proto") {
@@ -150,8 +153,13 @@ fn public_url(state: &UiState, headers: &HeaderMap) -> String {
     };
     // A Host header is the client's to choose; accept only a plain host[:port].
     let plain = !host.is_empty()
+        && host.len() <= 255
         && host.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '[' | ']'));
-    if plain { format!("{proto}://{host}/") } else { "/".to_owned() }
+    let host = plain.then_some(host);
+    // The interfaces are looked at only for the speaker's own loopback page.
+    let lan =
+        if configured.is_none() && host.is_some_and(is_loopback_host) { lan_addresses() } else { Vec::new() };
+    choose(configured, proto, host, &lan)
 }
 
 /// The QR code of `url` as an inline SVG element: one path of horizontal
