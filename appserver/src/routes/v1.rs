@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use axum::Json;
 use axum::extract::rejection::JsonRejection;
-use axum::extract::{Path, State};
+use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, HeaderName, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
@@ -24,6 +24,26 @@ use crate::{AppError, AppState};
 /// caps what a burst of votes costs per phone at 20 events a second, well
 /// inside the 250 ms a viewer should wait.
 pub const MIN_EVENT_INTERVAL: Duration = Duration::from_millis(50);
+/// The shortest interval a client may ask for (`?interval_ms=`): the UI's
+/// fan-out, one subscriber for thousands of screens that coalesces for
+/// them itself, asks for this to keep its own delay small.
+pub const FLOOR_EVENT_INTERVAL: Duration = Duration::from_millis(10);
+
+/// The event interval `?interval_ms=N` asks for (clamped to
+/// [`FLOOR_EVENT_INTERVAL`]..=1 s), or [`MIN_EVENT_INTERVAL`].
+fn event_interval(query: Option<&str>) -> Result<Duration, AppError> {
+    let asked =
+        query.into_iter().flat_map(|q| q.split('&')).find_map(|pair| pair.strip_prefix("interval_ms="));
+    let Some(asked) = asked else { return Ok(MIN_EVENT_INTERVAL) };
+    let ms: u64 = asked.parse().map_err(|_| AppError::BadRequest {
+        status: StatusCode::BAD_REQUEST,
+        message: format!(
+            "interval_ms must be a whole number of milliseconds, not {:?}",
+            asked.chars().take(40).collect::<String>()
+        ),
+    })?;
+    Ok(Duration::from_millis(ms).clamp(FLOOR_EVENT_INTERVAL, Duration::from_secs(1)))
+}
 
 /// `GET /api/v1/votes`.
 pub async fn votes(State(state): State<AppState>) -> Result<Json<VotesBody>, AppError> {
@@ -96,20 +116,22 @@ pub async fn count_view(State(state): State<AppState>) -> Result<Json<StatsBody>
 }
 
 /// `GET /api/v1/events`: a `state` event with the newest [`LiveState`] now
-/// and after every change, from any replica; a heartbeat comment when idle.
+/// and after every change, from any replica, at most one per
+/// [`MIN_EVENT_INTERVAL`] (or `?interval_ms=`); a heartbeat comment when idle.
 /// At most `YELB_MAX_STREAMS` are open at once; one more gets 503, and the
 /// page polls instead.
 pub async fn events(
     State(state): State<AppState>,
+    RawQuery(query): RawQuery,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, AppError> {
+    let interval = event_interval(query.as_deref())?;
     let slot = state.streams().try_open().ok_or(AppError::TooManyStreams(state.streams().max()))?;
     state.refresh_live().await;
     let gauge = state.metrics().live_clients().clone();
     gauge.inc();
     let guard = GaugeGuard(gauge);
     let stop = state.stop_token().clone();
-    let throttled =
-        tokio_stream::StreamExt::throttle(WatchStream::new(state.live().subscribe()), MIN_EVENT_INTERVAL);
+    let throttled = tokio_stream::StreamExt::throttle(WatchStream::new(state.live().subscribe()), interval);
     let stream = throttled
         .map(move |live| {
             let _ = (&guard, &slot); // live as long as the stream

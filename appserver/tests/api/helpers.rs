@@ -155,8 +155,7 @@ impl TestApp {
     pub async fn events(&self) -> EventStream {
         let r = self.get("/api/v1/events").await.unwrap();
         assert_eq!(r.status(), 200);
-        assert_eq!(r.headers()["content-type"], "text/event-stream");
-        EventStream { body: Box::pin(r.bytes_stream()), buf: String::new() }
+        EventStream::from_response(r)
     }
 }
 
@@ -175,6 +174,12 @@ pub struct EventStream {
 }
 
 impl EventStream {
+    /// Reads an event-stream answer.
+    pub fn from_response(r: reqwest::Response) -> EventStream {
+        assert_eq!(r.headers()["content-type"], "text/event-stream");
+        EventStream { body: Box::pin(r.bytes_stream()), buf: String::new() }
+    }
+
     /// The next `state` event, or `None` if the stream ends or `wait` passes.
     pub async fn next_state(&mut self, wait: Duration) -> Option<LiveState> {
         let deadline = tokio::time::Instant::now() + wait;

@@ -173,6 +173,34 @@ async fn the_event_stream_sends_the_state_now_and_after_every_change(b: Backend)
 }
 
 #[tokio::test]
+async fn an_event_stream_may_ask_for_its_interval_and_junk_is_a_400() {
+    let app = crate::helpers::spawn_with(&[]).await.wait_ready().await;
+    let r = app.get("/api/v1/events?interval_ms=soon").await.unwrap();
+    assert_eq!(r.status(), 400);
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert!(body["error"].as_str().unwrap().contains("interval_ms"), "{body}");
+
+    // A slow stream (1 s, the most) folds a burst of 30 votes over ~1.5 s
+    // into at most three events after the first; the default (50 ms) would send ~30.
+    let r = app.get("/api/v1/events?interval_ms=5000").await.unwrap();
+    assert_eq!(r.status(), 200);
+    let mut events = crate::helpers::EventStream::from_response(r);
+    events.next_state(Duration::from_secs(5)).await.expect("the state now");
+    let started = std::time::Instant::now();
+    for _ in 0..30 {
+        app.request(Method::POST, "/api/v1/votes/ihop").await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut seen = 0;
+    while started.elapsed() < Duration::from_millis(1_600) {
+        if events.next_state(Duration::from_millis(100)).await.is_some() {
+            seen += 1;
+        }
+    }
+    assert!((1..=3).contains(&seen), "{seen} events in 1.6 s at 1 s apart");
+}
+
+#[tokio::test]
 async fn idle_event_streams_send_heartbeat_comments() {
     let app = crate::helpers::spawn_with(&["--events-heartbeat=0.2"]).await.wait_ready().await;
     let r = app.get("/api/v1/events").await.unwrap();

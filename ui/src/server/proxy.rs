@@ -238,7 +238,9 @@ impl Upstream {
     pub async fn open_events(&self) -> Result<Option<Response<Body>>, UiError> {
         let request = Request::builder()
             .method(Method::GET)
-            .uri(self.uri(yelb_core::api::EVENTS)?)
+            // Our app server then sends every change within 10 ms (the
+            // fan-out coalesces for its screens); the original has no stream.
+            .uri(self.uri(&format!("{}?interval_ms=10", yelb_core::api::EVENTS))?)
             .header(header::ACCEPT, "text/event-stream")
             .body(Body::empty())
             .map_err(|e| UiError::BadRequest(e.to_string()))?;
