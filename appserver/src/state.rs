@@ -37,6 +37,8 @@ struct Inner {
     admin_token: Option<secrecy::SecretString>,
     /// What this replica runs and where.
     placement: yelb_core::wire::Placement,
+    /// The stores' health as last checked, for `/api/v1/replicas`.
+    backends: tokio::sync::Mutex<Option<(std::time::Instant, yelb_core::wire::Backends)>>,
 }
 
 impl AppState {
@@ -70,8 +72,24 @@ impl AppState {
                 faults,
                 admin_token,
                 placement,
+                backends: tokio::sync::Mutex::new(None),
             }),
         }
+    }
+
+    /// The stores' health, checked at most once a second (every screen's
+    /// spread read would otherwise ping Postgres and Redis).
+    pub async fn backends(&self) -> yelb_core::wire::Backends {
+        let mut cached = self.inner.backends.lock().await;
+        if let Some((at, backends)) = *cached
+            && at.elapsed() < Duration::from_secs(1)
+        {
+            return backends;
+        }
+        let (postgres, redis) = tokio::join!(self.votes().health(), self.views().health());
+        let backends = yelb_core::wire::Backends { postgres, redis };
+        *cached = Some((std::time::Instant::now(), backends));
+        backends
     }
 
     /// The name this replica reports.

@@ -35,24 +35,7 @@ pub enum StoreError {
 /// How long a readiness check waits for a backend.
 const CHECK_TIMEOUT: Duration = Duration::from_secs(1);
 
-/// The state of one backend, as `/readyz` reports it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum BackendHealth {
-    /// Reachable and answering.
-    Up,
-    /// Not reachable, or (Postgres) the schema is not in place yet.
-    Down,
-    /// In memory: always up.
-    Memory,
-}
-
-impl BackendHealth {
-    /// Whether requests can be served.
-    pub fn is_up(self) -> bool {
-        self != BackendHealth::Down
-    }
-}
+pub use yelb_core::wire::BackendHealth;
 
 /// The vote store.
 pub struct VoteStore(Votes);

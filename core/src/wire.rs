@@ -192,6 +192,38 @@ pub struct ReplicasBody {
     /// badges of the spread panel. Empty when stage control is off.
     #[serde(default)]
     pub faults: Vec<Fault>,
+    /// The answering replica's stores (absent from app servers that predate it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backends: Option<Backends>,
+}
+
+/// The state of one backend, as `/readyz` and `/api/v1/replicas` report it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BackendHealth {
+    /// Reachable and answering.
+    Up,
+    /// Not reachable, or (Postgres) the schema is not in place yet.
+    Down,
+    /// In memory (embedded mode): always up, and no separate service.
+    Memory,
+}
+
+impl BackendHealth {
+    /// Whether requests can be served.
+    pub fn is_up(self) -> bool {
+        self != BackendHealth::Down
+    }
+}
+
+/// The answering replica's stores, in `/api/v1/replicas` (checked at most
+/// once a second per replica).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Backends {
+    /// The vote store.
+    pub postgres: BackendHealth,
+    /// The page-view store and live-event bus.
+    pub redis: BackendHealth,
 }
 
 /// The UI's fan-out's `spread` event: what `GET /api/v1/replicas` answered

@@ -13,7 +13,7 @@
 
 use leptos::prelude::*;
 use yelb_core::Restaurant;
-use yelb_core::wire::{Fault, ReplicaInfo};
+use yelb_core::wire::{BackendHealth, Fault, ReplicaInfo};
 
 use crate::chart::{self, RADIUS};
 use crate::model::{ApiLevel, Recent, SNAPSHOT_ID, Snapshot};
@@ -103,17 +103,21 @@ pub fn App() -> impl IntoView {
 fn Present(snapshot: Snapshot) -> impl IntoView {
     let ui = expect_context::<Ui>();
     let total = move || ui.votes.get().total();
+    // `?theme=dark|light`; unset, the system's colour scheme decides.
+    let theme = snapshot.theme.clone();
     view! {
-        <main class="present">
-            <section class="present-chart" aria-label="Results">
+        <main class="present" data-theme=theme>
+            <header class="present-head">
                 <h1>{snapshot.title.clone()}</h1>
-                <Donut/>
                 <p class="present-total">
-                    <strong data-test="present-total">{total}</strong> " votes · "
+                    <strong data-test="present-total">{total}</strong> " votes "
                     <span class=move || format!("badge {:?}", ui.live.get()).to_lowercase() data-test="live">
                         {move || ui.live.get().label()}
                     </span>
                 </p>
+            </header>
+            <section class="present-chart" aria-label="Results">
+                <Donut/>
             </section>
             <Qr
                 url=snapshot.public_url.clone()
@@ -174,11 +178,29 @@ fn Topology() -> impl IntoView {
             <div class="node">"UI"</div>
             <span class="arrow">"→"</span>
             <ul class="replicas" data-test="topology">{replicas}</ul>
-            <span class="arrow">"→"</span>
-            <div class="stores">
-                <div class="node">"Postgres"</div>
-                <div class="node">"Redis"</div>
-            </div>
+            {move || {
+                ui.backends.get().filter(|b| b.postgres != BackendHealth::Memory || b.redis != BackendHealth::Memory).map(
+                    |b| {
+                        let store = |name: &'static str, health: BackendHealth| {
+                            (health != BackendHealth::Memory).then(|| {
+                                let state = if health == BackendHealth::Up { "up" } else { "down" };
+                                view! {
+                                    <div class=format!("node store {state}") data-test="store" data-health=state>
+                                        {name}
+                                    </div>
+                                }
+                            })
+                        };
+                        view! {
+                            <span class="arrow">"→"</span>
+                            <div class="stores">
+                                {store("Postgres", b.postgres)}
+                                {store("Redis", b.redis)}
+                            </div>
+                        }
+                    },
+                )
+            }}
         </section>
     }
 }
@@ -287,7 +309,15 @@ fn Donut() -> impl IntoView {
             <svg viewBox="0 0 42 42" role="img" aria-label=label>
                 <circle class="track" cx="21" cy="21" r=RADIUS.to_string() fill="transparent" stroke-width="6"></circle>
                 {arc_views}
-                <text x="21" y="21" class="total" data-test="total">{total}</text>
+                <text
+                    x="21"
+                    y="21"
+                    class="total"
+                    data-test="total"
+                    style=move || format!("font-size:{:.2}px", chart::total_font_size(total()))
+                >
+                    {total}
+                </text>
                 <text x="21" y="26.5" class="total-label">"votes"</text>
             </svg>
             <figcaption>

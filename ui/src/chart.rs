@@ -50,9 +50,32 @@ pub fn segments(counts: &VoteCounts) -> Vec<Segment> {
         .collect()
 }
 
+/// The widest the total may be, in chart units: the hole is 25.8 across
+/// (radius 12.9 inside the ring), and the digits' box must clear the ring at
+/// its corners too.
+const TOTAL_WIDTH: f64 = 21.0;
+/// The total's largest size, in chart units (up to three digits).
+const TOTAL_SIZE: f64 = 9.0;
+/// A bold digit's advance, in ems (DejaVu Sans Bold: 0.696; others are narrower).
+const DIGIT_EM: f64 = 0.7;
+
+/// The font size (chart units) of the total in the donut's hole: as large as
+/// fits, so 4 digits and more shrink instead of running onto the ring.
+pub fn total_font_size(total: i64) -> f64 {
+    let digits = total.unsigned_abs().to_string().len() + usize::from(total < 0);
+    (TOTAL_WIDTH / (DIGIT_EM * digits as f64)).min(TOTAL_SIZE)
+}
+
 /// A percentage as people read it: whole numbers, one decimal below 10%.
 pub fn format_percent(percent: f64) -> String {
-    if percent > 0.0 && percent < 10.0 { format!("{percent:.1}%") } else { format!("{percent:.0}%") }
+    if percent > 0.0 && percent < 0.05 {
+        // A handful of votes among thousands is not nothing.
+        "<0.1%".to_owned()
+    } else if percent > 0.0 && percent < 10.0 {
+        format!("{percent:.1}%")
+    } else {
+        format!("{percent:.0}%")
+    }
 }
 
 /// The colour of a restaurant's arc, card accent and legend swatch (CSS class suffix).
@@ -96,5 +119,24 @@ mod tests {
         assert_eq!(format_percent(3.333), "3.3%");
         assert_eq!(format_percent(66.6), "67%");
         assert_eq!(format_percent(100.0), "100%");
+        assert_eq!(format_percent(0.04), "<0.1%");
+        assert_eq!(format_percent(0.05), "0.1%");
+    }
+
+    #[test]
+    fn the_total_shrinks_with_its_digits_and_always_fits_the_hole() {
+        assert_eq!(total_font_size(0), 9.0);
+        assert_eq!(total_font_size(999), 9.0);
+        assert!(total_font_size(1_000) < 9.0);
+        let mut last = 9.0;
+        for total in [1_000, 12_345, 123_456, 1_234_567, i64::MAX] {
+            let size = total_font_size(total);
+            assert!(size <= last, "{total}");
+            last = size;
+            // The digits' box (0.7 em a digit, 0.73 em tall) inside the hole's radius of 12.9.
+            let width = 0.7 * size * total.to_string().len() as f64;
+            let height = 0.73 * size;
+            assert!((width / 2.0).hypot(height / 2.0) < 12.9, "{total}: {width} x {height}");
+        }
     }
 }

@@ -54,6 +54,12 @@ pub struct Snapshot {
     /// The presenter view (`/present`): projector layout, no voting cards.
     #[serde(default)]
     pub present: bool,
+    /// The presenter view's theme (`?theme=dark` or `light`; light if unset).
+    #[serde(default)]
+    pub theme: Option<String>,
+    /// The app server's stores and their health, if it said.
+    #[serde(default)]
+    pub backends: Option<yelb_core::wire::Backends>,
 }
 
 /// A message shown above the cards until dismissed.
@@ -95,6 +101,8 @@ impl Snapshot {
             replicas: Vec::new(),
             notice: None,
             present: false,
+            theme: None,
+            backends: None,
         }
     }
 

@@ -6,7 +6,7 @@
 //! - [`LiveStatus`]: how the page hears about other people's votes.
 
 use leptos::prelude::*;
-use yelb_core::wire::{Fault, LiveState, ReplicaInfo, ReplicasBody};
+use yelb_core::wire::{Backends, Fault, LiveState, ReplicaInfo, ReplicasBody};
 use yelb_core::{Restaurant, VoteCounts};
 
 use crate::model::{ApiLevel, Notice, Recent, Snapshot};
@@ -58,6 +58,8 @@ pub struct Ui {
     pub replicas: RwSignal<Vec<ReplicaInfo>>,
     /// The faults in force (stage control): the spread panel's badges.
     pub faults: RwSignal<Vec<Fault>>,
+    /// The app server's stores and their health (none known: not shown).
+    pub backends: RwSignal<Option<Backends>>,
     /// Requests per second each replica served over the last spread read
     /// (the presenter view).
     pub rates: RwSignal<Vec<(String, f64)>>,
@@ -94,6 +96,7 @@ impl Ui {
             recent: RwSignal::new(recent),
             replicas: RwSignal::new(snapshot.replicas.clone()),
             faults: RwSignal::new(Vec::new()),
+            backends: RwSignal::new(snapshot.backends),
             rates: RwSignal::new(Vec::new()),
             pending: RwSignal::new(None),
             api_base: StoredValue::new(snapshot.api_base.clone()),
@@ -155,6 +158,9 @@ impl Ui {
             self.rates.set(rates);
         }
         self.faults.set(body.faults);
+        if body.backends.is_some() {
+            self.backends.set(body.backends);
+        }
         self.replicas.set(body.replicas);
     }
 

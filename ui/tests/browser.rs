@@ -613,3 +613,164 @@ async fn the_console_runs_resizes_and_stops_the_audience_simulator() {
     page.wait_text("[data-test='sim-status']", "stopped", |t| t.starts_with("stopped")).await;
     page.close().await;
 }
+
+/// The boxes of the presenter view's parts, the viewport and the scroll
+/// size, and how the total sits in the donut's hole, measured in the page.
+const PRESENT_GEOMETRY: &str = r#"
+const box = (el) => { const r = el.getBoundingClientRect(); return [r.left, r.top, r.right, r.bottom]; };
+const one = (css) => { const el = document.querySelector(css); return el ? box(el) : null; };
+const all = (css) => [...document.querySelectorAll(css)].map(box);
+const svg = document.querySelector('main.present .donut svg').getBoundingClientRect();
+const total = document.querySelector('main.present .donut .total').getBoundingClientRect();
+const cx = svg.left + svg.width / 2, cy = svg.top + svg.height / 2;
+const hole = 12.915 / 42 * svg.width;
+const corners = [[total.left, total.top], [total.right, total.top], [total.left, total.bottom], [total.right, total.bottom]];
+const legend = [...document.querySelectorAll('main.present .legend li')].map(li =>
+  [li.querySelector('.name'), li.querySelector('.n'), li.querySelector('.pct')].map(e => e.getBoundingClientRect())
+).map(([name, n, pct]) => [name.right <= n.left + 0.5, n.right <= pct.left + 0.5, name.height < 2 * n.height]);
+return {
+  viewport: [innerWidth, innerHeight],
+  scroll: [document.documentElement.scrollWidth, document.documentElement.scrollHeight],
+  parts: {
+    head: one('.present-head'), chart: one('main.present .donut svg'), legend: one('main.present .legend'),
+    qr: one('main.present .qr'), code: one('main.present .qr-code svg'), url: one("main.present [data-test='public-url']"),
+    topology: one('.topology'),
+  },
+  nodes: all('.topology .node'),
+  total_in_hole: Math.max(...corners.map(([x, y]) => Math.hypot(x - cx, y - cy))) / hole,
+  legend,
+};
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_presenter_view_fits_every_projector_size_before_and_after_hydration() {
+    use serde_json::Value;
+    let _one = exclusive().await;
+    let (mut backends, db) = support::real_backends_named();
+    backends.push("--admin-token=fit-test-token".to_owned());
+    let first = AppServer::start(&backends, 0).await;
+    let second = AppServer::start(&backends, 0).await;
+    let third = AppServer::start(&backends, 0).await;
+    let service = yelb_testkit::Balancer::start(vec![first.addr, second.addr, third.addr]);
+    let ui = UiServer::start(&format!("http://{}", service.addr()), &[]).await;
+    // Counts of every width: a five-digit total, "Buca di Beppo" with its own.
+    http().post(format!("{}/api/v1/votes/ihop", first.url())).send().await.unwrap();
+    yelb_testkit::shared_pg().psql(
+        &db,
+        "UPDATE restaurants SET count = CASE name WHEN 'ihop' THEN 12790 WHEN 'bucadibeppo' THEN 1279 \
+         WHEN 'outback' THEN 7 ELSE 0 END",
+    );
+    for _ in 0..30 {
+        http().get(format!("{}/api/v1/votes", ui.url)).send().await.unwrap();
+    }
+    // The page as the server renders it, never hydrated: a UI without the
+    // bundle (the browser still runs the measuring script).
+    let no_bundle = tempfile::tempdir().unwrap();
+    let static_ui =
+        UiServer::start_with_site(&format!("http://{}", service.addr()), no_bundle.path(), &[]).await;
+    for (w, h) in [(1024, 768), (1280, 720), (1920, 1080), (3840, 2160)] {
+        let mut seen: Vec<Value> = Vec::new();
+        for javascript in [false, true] {
+            let browser = Browser::launch((w, h), true).await;
+            browser.set_viewport(w, h).await;
+            if javascript {
+                browser.open_hydrated(&format!("{}/present?theme=dark", ui.url)).await;
+                browser.wait_text("[data-test='present-total']", "the total", |t| t == "14076").await;
+                browser.wait_for("[data-test='replica']").await;
+            } else {
+                browser.open(&format!("{}/present?theme=dark", static_ui.url)).await;
+                browser.wait_for("main.present").await;
+            }
+            let g = browser.eval(PRESENT_GEOMETRY).await;
+            let (vw, vh) = (g["viewport"][0].as_f64().unwrap(), g["viewport"][1].as_f64().unwrap());
+            let at = format!("{w}x{h} (javascript {javascript})");
+            assert!(
+                g["scroll"][0].as_f64().unwrap() <= vw && g["scroll"][1].as_f64().unwrap() <= vh,
+                "{at} scrolls: {g}"
+            );
+            let inside = |b: &Value| {
+                let b: Vec<f64> = b.as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect();
+                b[0] >= -0.5 && b[1] >= -0.5 && b[2] <= vw + 0.5 && b[3] <= vh + 0.5
+            };
+            for (part, b) in g["parts"].as_object().unwrap() {
+                assert!(!b.is_null(), "{at}: no {part}");
+                assert!(inside(b), "{at}: {part} {b} is outside {vw}x{vh}");
+            }
+            for node in g["nodes"].as_array().unwrap() {
+                assert!(inside(node), "{at}: a topology node {node} is outside");
+            }
+            let code = &g["parts"]["code"];
+            let qr_height = code[3].as_f64().unwrap() - code[1].as_f64().unwrap();
+            assert!(qr_height >= 0.4 * vh, "{at}: the QR code is {qr_height} px of {vh}");
+            assert!(g["total_in_hole"].as_f64().unwrap() < 1.0, "{at}: the total runs onto the ring: {g}");
+            for row in g["legend"].as_array().unwrap() {
+                assert_eq!(
+                    row,
+                    &serde_json::json!([true, true, true]),
+                    "{at}: a legend row overlaps or wraps: {g}"
+                );
+            }
+            browser
+                .screenshot(&format!("present-{w}x{h}-{}", if javascript { "hydrated" } else { "static" }))
+                .await;
+            seen.push(g["parts"].clone());
+            browser.close().await;
+        }
+        // The same layout before and after hydration (to a pixel).
+        for (part, before) in seen[0].as_object().unwrap() {
+            let after = &seen[1][part];
+            let moved = (0..4)
+                .map(|i| (before[i].as_f64().unwrap() - after[i].as_f64().unwrap()).abs())
+                .fold(0.0, f64::max);
+            assert!(moved <= 1.0, "{w}x{h}: {part} moved {moved} px on hydration: {before} -> {after}");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_presenter_colours_the_stores_by_health_and_shows_none_in_embedded_mode() {
+    let _one = exclusive().await;
+    let mut pg = yelb_testkit::PgServer::start_new();
+    let flags = vec![
+        format!("--database-url={}", pg.url("yelb_stores")),
+        format!("--redis-url={}", yelb_testkit::shared_redis().url()),
+        format!("--redis-key-prefix={}:", yelb_testkit::unique_name("stores")),
+    ];
+    let app = AppServer::start(&flags, 0).await;
+    let ui = UiServer::start(&app.url(), &[]).await;
+    let browser = Browser::launch(DESKTOP, true).await;
+    browser.open_hydrated(&format!("{}/present", ui.url)).await;
+    assert_eq!(store_health(&browser).await, serde_json::json!(["Postgres:up", "Redis:up"]));
+    pg.stop();
+    let deadline = std::time::Instant::now() + support::browser::PATIENCE;
+    while store_health(&browser).await != serde_json::json!(["Postgres:down", "Redis:up"]) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "Postgres never shown down: {}",
+            store_health(&browser).await
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    browser.screenshot("present-postgres-down").await;
+    browser.close().await;
+
+    // Embedded: votes and views in memory, no boxes for services that do not exist.
+    let embedded = AppServer::start(&[], 0).await;
+    let ui = UiServer::start(&embedded.url(), &[]).await;
+    let browser = Browser::launch(DESKTOP, true).await;
+    browser.open_hydrated(&format!("{}/present", ui.url)).await;
+    browser.wait_for("[data-test='replica']").await;
+    tokio::time::sleep(Duration::from_millis(1500)).await; // a spread event or two
+    assert_eq!(store_health(&browser).await, serde_json::json!([]));
+    browser.close().await;
+}
+
+/// The topology's store boxes, as `name:health`.
+async fn store_health(browser: &Browser) -> serde_json::Value {
+    browser
+        .eval(
+            "return [...document.querySelectorAll(\"[data-test='store']\")]\
+             .map(e => e.textContent.trim() + ':' + e.dataset.health)",
+        )
+        .await
+}

@@ -150,7 +150,8 @@ pub async fn replicas(State(state): State<AppState>) -> Result<Json<ReplicasBody
     let mut replicas = crate::replicas::list(&state).await?;
     replicas.sort_by(|a, b| a.hostname.cmp(&b.hostname));
     let faults = state.faults().in_force();
-    Ok(Json(ReplicasBody { hostname: state.hostname().to_owned(), replicas, faults }))
+    let backends = Some(state.backends().await);
+    Ok(Json(ReplicasBody { hostname: state.hostname().to_owned(), replicas, faults, backends }))
 }
 
 struct GaugeGuard(prometheus_client::metrics::gauge::Gauge);

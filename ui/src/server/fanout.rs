@@ -510,6 +510,7 @@ mod tests {
                 })
                 .collect(),
             faults: vec![],
+            backends: None,
         }
     }
 

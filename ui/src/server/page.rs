@@ -37,6 +37,8 @@ pub struct PageQuery {
     vote_failed: Option<String>,
     /// Why it failed: `unreachable` (no answer) or `refused` (an error answer).
     why: Option<String>,
+    /// The presenter view's theme: `dark` or `light`.
+    theme: Option<String>,
 }
 
 impl PageQuery {
@@ -76,6 +78,11 @@ async fn render(
 ) -> Response {
     let mut snapshot = snapshot(&state, request.headers(), query.notice()).await;
     snapshot.present = present;
+    snapshot.theme = match query.theme.as_deref() {
+        Some("dark") => Some("dark".to_owned()),
+        Some("light") => Some("light".to_owned()),
+        _ => None,
+    };
     let options = state.leptos.clone();
     // One nonce per answer: Leptos writes it on its inline hydration script,
     // and the policy allows only scripts that carry it (or come from here).
@@ -125,6 +132,7 @@ pub async fn snapshot(state: &UiState, headers: &HeaderMap, notice: Option<Notic
     snapshot.api = ApiLevel::from_probe(match replicas {
         Ok(Some(answer)) => {
             snapshot.replicas = answer.body.replicas;
+            snapshot.backends = answer.body.backends;
             Some(200)
         }
         Ok(None) => Some(404),

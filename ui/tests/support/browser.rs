@@ -92,6 +92,19 @@ impl Browser {
         Browser { client, driver, _profile: profile }
     }
 
+    /// Resizes the window so that the page's viewport is exactly `w` x `h`
+    /// (the window's size includes its frame, even headless).
+    pub async fn set_viewport(&self, w: u32, h: u32) {
+        self.open("about:blank").await;
+        let inner = self.eval("return [innerWidth, innerHeight]").await;
+        let (iw, ih) = (inner[0].as_u64().unwrap() as u32, inner[1].as_u64().unwrap() as u32);
+        let (ow, oh) = self.client.get_window_size().await.expect("window size");
+        let (ow, oh) = (ow as u32, oh as u32);
+        self.client.set_window_size(w + (ow - iw), h + (oh - ih)).await.expect("resize");
+        let inner = self.eval("return [innerWidth, innerHeight]").await;
+        assert_eq!(inner, json!([w, h]), "the viewport after resizing");
+    }
+
     /// Opens `url`.
     pub async fn open(&self, url: &str) {
         self.client.goto(url).await.expect("navigate");
