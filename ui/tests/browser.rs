@@ -482,6 +482,7 @@ async fn the_console_signs_in_sets_and_clears_a_fault_and_resets_the_votes() {
     page.click("[data-test='sign-in']").await;
     page.wait_text("[data-test='console-notice']", "signed in", |t| t == "Signed in.").await;
     assert_eq!(page.text("[data-test='no-faults']").await, "None.");
+    page.screenshot("console-laptop").await;
 
     page.eval(&fill("[name='error_percent']", "100")).await;
     page.click("[data-test='set-fault']").await;
@@ -773,4 +774,125 @@ async fn store_health(browser: &Browser) -> serde_json::Value {
              .map(e => e.textContent.trim() + ':' + e.dataset.health)",
         )
         .await
+}
+
+/// Adds a replica name this test does not run to the presets' target list
+/// and picks it, so that the crash and the CPU burn hit nothing here.
+const AIM_AT_GHOST: &str = "const s = document.querySelector(\"[data-test='preset-target']\");\
+    s.add(new Option('ghost-replica', 'ghost-replica')); s.value = 'ghost-replica'; return true";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_a_phone_every_console_preset_does_what_it_says() {
+    let _one = exclusive().await;
+    let token = "preset-test-token";
+    let mut backends = real_backends();
+    backends.push(format!("--admin-token={token}"));
+    let app = AppServer::start(&backends, 0).await;
+    let ui = UiServer::start(&app.url(), &[]).await;
+    let page = Browser::launch(PHONE, true).await;
+    page.open(&format!("{}/console", ui.url)).await;
+    page.eval(&fill("[data-test='token']", token)).await;
+    page.click("[data-test='sign-in']").await;
+    page.wait_text("[data-test='console-notice']", "signed in", |t| t == "Signed in.").await;
+
+    // Laid out for the phone: no sideways scrolling, every preset a big target.
+    let widths = page.eval("return [document.documentElement.scrollWidth, window.innerWidth]").await;
+    assert_eq!(widths[0], widths[1], "page width vs. phone width");
+    let sizes = page
+        .eval("return [...document.querySelectorAll(\"[data-test^='preset-']\")].filter(b => b.tagName === 'BUTTON')\
+               .map(b => [b.value, b.getBoundingClientRect().width, b.getBoundingClientRect().height])")
+        .await;
+    let sizes = sizes.as_array().unwrap();
+    assert_eq!(sizes.len(), 8, "{sizes:?}");
+    for s in sizes {
+        assert!(s[1].as_f64().unwrap() >= 120.0 && s[2].as_f64().unwrap() >= 48.0, "a small button: {s}");
+    }
+    page.screenshot("console-phone").await;
+
+    let admin_faults = || async {
+        let r =
+            http().get(format!("{}/api/v1/admin/faults", app.url())).bearer_auth(token).send().await.unwrap();
+        r.json::<serde_json::Value>().await.unwrap()["faults"].clone()
+    };
+    for (preset, words, check) in [
+        ("slow", "+800 ms", "latency_ms"),
+        ("sick", "30% errors", "error_rate"),
+        ("unready", "readiness off", "unready"),
+        ("crash", "crash", "crash"),
+        ("burn", "CPU burn", "cpu_burn"),
+        ("poisoned", "votes for IHOP only", "restaurant"),
+    ] {
+        page.eval(AIM_AT_GHOST).await;
+        page.click(&format!("[data-test='preset-{preset}']")).await;
+        page.wait_text("[data-test='faults'] tbody", preset, |t| {
+            t.contains("ghost-replica") && t.contains(words)
+        })
+        .await;
+        let faults = admin_faults().await;
+        let spec = &faults[0];
+        assert_eq!(spec["scope"], "ghost-replica", "{preset}: {faults}");
+        assert!(!spec[check].is_null() && spec[check] != false && spec[check] != 0, "{preset}: {faults}");
+        page.click("[data-test='clear']").await;
+        page.wait_text("[data-test='no-faults']", "no faults", |t| t == "None.").await;
+    }
+
+    // On this replica for real: the poisoned option fails IHOP's votes only,
+    // and the countdown ticks.
+    page.click("[data-test='preset-poisoned']").await;
+    page.wait_text("[data-test='faults'] tbody", "the poisoned option", |t| t.contains("IHOP")).await;
+    let first = page.text("[data-test='expires']").await;
+    let statuses = |slug: &'static str| {
+        let url = format!("{}/api/v1/votes/{slug}", app.url());
+        async move {
+            let mut s = Vec::new();
+            for _ in 0..20 {
+                s.push(http().post(&url).send().await.unwrap().status().as_u16());
+            }
+            s
+        }
+    };
+    assert!(statuses("ihop").await.contains(&503), "IHOP's votes fail");
+    assert!(statuses("chipotle").await.iter().all(|s| *s == 200), "the others do not");
+    page.wait_text("[data-test='expires']", "the countdown", |t| t != first).await;
+    page.click("[data-test='clear']").await;
+    page.wait_text("[data-test='no-faults']", "no faults", |t| t == "None.").await;
+
+    page.click("[data-test='preset-voters']").await;
+    page.wait_text("[data-test='sim-status']", "100 voters", |t| {
+        t.contains("running") && t.contains("100 voters")
+    })
+    .await;
+    let deadline = std::time::Instant::now() + support::browser::PATIENCE;
+    loop {
+        let votes: serde_json::Value =
+            http().get(format!("{}/api/v1/votes", app.url())).send().await.unwrap().json().await.unwrap();
+        if votes["total"].as_i64().unwrap() >= 50 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the voters vote: {votes}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    page.click("[data-test='sim-stop']").await;
+    page.wait_text("[data-test='console-notice']", "stopped", |t| t.contains("stopped")).await;
+
+    page.click("[data-test='preset-reset']").await;
+    page.wait_text("[data-test='console-notice']", "the reset", |t| t.contains("zero")).await;
+    let votes: serde_json::Value =
+        http().get(format!("{}/api/v1/votes", app.url())).send().await.unwrap().json().await.unwrap();
+    assert_eq!(votes["total"], 0);
+
+    // A bad field is named beside its input, not only at the top.
+    page.eval(&fill("[name='ttl_secs']", "99999")).await;
+    page.eval("document.querySelector(\"[name='ttl_secs']\").removeAttribute('max'); return true").await;
+    page.click("[data-test='set-fault']").await;
+    page.wait_text("[data-test='field-error-ttl_secs']", "the field's error", |t| t.contains("1 to 3600"))
+        .await;
+    assert!(
+        !page.exists("[data-test='console-error']").await,
+        "the error is beside the field, not at the top"
+    );
+    let errors = page.console_errors().await;
+    let errors: Vec<&String> = errors.iter().filter(|e| !e.contains("422")).collect();
+    assert!(errors.is_empty(), "no CSP or script errors: {errors:?}");
+    page.close().await;
 }

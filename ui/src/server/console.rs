@@ -6,10 +6,16 @@
 //!   the app server, then kept in an `HttpOnly`, `SameSite=Strict` cookie
 //!   scoped to `/console` (so another site cannot make the browser post
 //!   these forms with it).
+//! - One-tap presets for the stage ([`Preset`]): a slow replica, a sick one
+//!   (errors), an unready one, a crash, a CPU burn, a poisoned option, 100
+//!   voters, reset; each on the replica picked above them (the first one by
+//!   default) or on every replica.
 //! - Reset the votes and page views; set a fault for every replica or one
 //!   (from `/api/v1/replicas`); clear them all; start, resize and stop the
 //!   audience simulator ([`super::simulator`]), which votes on the app
-//!   server from this process. Each action calls
+//!   server from this process. A bad field is named beside its input. The
+//!   faults in force count down (`/console.js`, a nicety: without JavaScript
+//!   the page shows the seconds left when it was loaded). Each action calls
 //!   `/api/v1/admin/...` with the token and comes back to the page, which
 //!   lists the faults in force. The app server's refusals are shown in its
 //!   own words.
@@ -41,6 +47,69 @@ struct ConsolePage {
     /// The restaurants a fault may single out, as (slug, name).
     options: Vec<(&'static str, &'static str)>,
     sim: Option<SimView>,
+    /// The fault form's field an error concerns (shown beside it), if any.
+    error_field: Option<&'static str>,
+    /// The presets, in the order of their buttons.
+    presets: &'static [Preset],
+}
+
+impl ConsolePage {
+    /// The error to show beside `field`'s input, if it concerns that field.
+    fn error_for(&self, field: &str) -> Option<&str> {
+        self.error_field.filter(|f| *f == field).and(self.error.as_deref())
+    }
+
+    /// The error to show at the top: any that no field claims.
+    fn general_error(&self) -> Option<&str> {
+        if self.error_field.is_some() { None } else { self.error.as_deref() }
+    }
+}
+
+/// The fault form's fields, as the form and the app server's messages name them.
+const FAULT_FIELDS: [&str; 5] =
+    ["ttl_secs", "latency_ms", "latency_jitter_ms", "error_percent", "restaurant"];
+
+/// The field an error message concerns: the first field name it starts
+/// with (ours and the app server's messages begin `field: ...`).
+fn field_of(message: &str) -> Option<&'static str> {
+    let message = message.trim_start_matches("the app server refused the request (422): ");
+    FAULT_FIELDS.into_iter().find(|f| message.starts_with(f) && message[f.len()..].starts_with([':', ',']))
+}
+
+/// One stage preset: a button that sets a ready-made fault, starts voters or resets.
+pub struct Preset {
+    /// Its form value.
+    pub name: &'static str,
+    /// Its button's label.
+    pub label: &'static str,
+    /// What it does, under the label.
+    pub hint: &'static str,
+}
+
+/// Every preset, in the order of their buttons.
+pub const PRESETS: &[Preset] = &[
+    Preset { name: "slow", label: "Slow replica", hint: "+800 ms, 60 s" },
+    Preset { name: "sick", label: "Sick replica", hint: "30% errors, 60 s" },
+    Preset { name: "unready", label: "Unready", hint: "readiness off, 60 s" },
+    Preset { name: "crash", label: "Crash one", hint: "exits once" },
+    Preset { name: "burn", label: "Burn CPU", hint: "one core, 30 s" },
+    Preset { name: "poisoned", label: "Poisoned option", hint: "IHOP votes fail 50%, 60 s" },
+    Preset { name: "voters", label: "100 voters", hint: "50 votes/s, 2 min" },
+    Preset { name: "reset", label: "Reset", hint: "votes to zero" },
+];
+
+/// The fault a preset sets on `target` (`None`: not a fault preset).
+fn preset_fault(name: &str, target: &str) -> Option<FaultSpec> {
+    let base = FaultSpec { scope: target.to_owned(), ttl_secs: 60, ..FaultSpec::default() };
+    Some(match name {
+        "slow" => FaultSpec { latency_ms: 800, latency_jitter_ms: 200, ..base },
+        "sick" => FaultSpec { error_rate: 0.3, ..base },
+        "unready" => FaultSpec { unready: true, ..base },
+        "crash" => FaultSpec { crash: true, ..base },
+        "burn" => FaultSpec { cpu_burn: true, ttl_secs: 30, ..base },
+        "poisoned" => FaultSpec { error_rate: 0.5, restaurant: Some(yelb_core::Restaurant::Ihop), ..base },
+        _ => return None,
+    })
 }
 
 /// The simulator's run, in words.
@@ -152,7 +221,10 @@ async fn render(
         replicas: Vec::new(),
         options: yelb_core::Restaurant::ALL.iter().map(|r| (r.slug(), r.display_name())).collect(),
         sim: None,
+        error_field: None,
+        presets: PRESETS,
     };
+    page.error_field = page.error.as_deref().and_then(field_of);
     if let Some(token) = token(headers) {
         match state.upstream.call_admin::<FaultsBody>(Method::GET, "/api/v1/admin/faults", &token, None).await
         {
@@ -343,6 +415,49 @@ pub async fn set_fault(
     }
 }
 
+/// The presets' form: which one, and on which replica (`all` for every one).
+#[derive(Deserialize)]
+pub struct PresetForm {
+    preset: String,
+    #[serde(default)]
+    target: String,
+}
+
+/// `POST /console/preset`: one tap, one ready-made action.
+pub async fn preset(
+    State(state): State<UiState>,
+    headers: HeaderMap,
+    Form(form): Form<PresetForm>,
+) -> Response {
+    let target = match form.target.trim() {
+        "" => "all",
+        t => t,
+    };
+    if let Some(spec) = preset_fault(&form.preset, target) {
+        let json = serde_json::to_string(&spec).ok();
+        return act::<FaultsBody>(&state, &headers, Method::PUT, "/api/v1/admin/faults", json, "fault").await;
+    }
+    match form.preset.as_str() {
+        "reset" => {
+            act::<ResetReceipt>(&state, &headers, Method::POST, "/api/v1/admin/reset", None, "reset").await
+        }
+        "voters" => {
+            if let Err(e) = check_signed_in(&state, &headers).await {
+                return render(&state, &headers, None, Some(e.to_string()), status_of(&e)).await;
+            }
+            let url = state.upstream.base().split(',').next().unwrap_or_default().to_owned();
+            match state.simulator.start(url, 100, 50.0, std::time::Duration::from_secs(120)) {
+                Ok(()) => back_to("simulating"),
+                Err(why) => render(&state, &headers, None, Some(why), StatusCode::CONFLICT).await,
+            }
+        }
+        other => {
+            let why = format!("no such preset: {:?}", other.chars().take(40).collect::<String>());
+            render(&state, &headers, None, Some(why), StatusCode::UNPROCESSABLE_ENTITY).await
+        }
+    }
+}
+
 /// Checks the cookie's token against the app server (the simulator runs
 /// here, so the app server cannot check it).
 async fn check_signed_in(state: &UiState, headers: &HeaderMap) -> Result<(), UiError> {
@@ -440,5 +555,32 @@ mod tests {
         assert!(unknown.spec().unwrap_err().starts_with("restaurant"));
         let bad = FaultForm { ttl_secs: "soon".into(), ..form };
         assert!(bad.spec().unwrap_err().starts_with("ttl_secs"));
+    }
+
+    #[test]
+    fn an_error_is_placed_beside_the_field_it_names() {
+        assert_eq!(field_of("ttl_secs: \"soon\" is not a number"), Some("ttl_secs"));
+        assert_eq!(field_of("latency_ms, latency_jitter_ms: expected 0 to 30000"), Some("latency_ms"));
+        assert_eq!(
+            field_of("the app server refused the request (422): ttl_secs: expected 1 to 3600"),
+            Some("ttl_secs")
+        );
+        assert_eq!(field_of("error_percent: \"x\" is not a number"), Some("error_percent"));
+        assert_eq!(field_of("the app server at http://x cannot be reached"), None);
+        assert_eq!(field_of("ttl_secsx: nope"), None);
+    }
+
+    #[test]
+    fn every_fault_preset_is_a_fault_the_app_server_accepts_and_the_rest_are_actions() {
+        for p in PRESETS {
+            match preset_fault(p.name, "replica-a") {
+                Some(spec) => {
+                    assert_eq!(spec.scope, "replica-a");
+                    assert!((1..=3600).contains(&spec.ttl_secs), "{}", p.name);
+                    assert!(!describe(&spec).is_empty(), "{} sets something", p.name);
+                }
+                None => assert!(["voters", "reset"].contains(&p.name), "{}", p.name),
+            }
+        }
     }
 }

@@ -56,6 +56,8 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
 const CSS: &str = include_str!("../../style/yelb.css");
 const FAVICON: &str = include_str!("../../style/favicon.svg");
+/// The console's one nicety: the faults' countdowns.
+const CONSOLE_JS: &str = include_str!("../../style/console.js");
 
 /// Shared by every handler. Cloning copies three `Arc`s and the client handle.
 #[derive(Debug, Clone)]
@@ -105,6 +107,7 @@ pub fn app(state: UiState) -> Router {
         .route("/present", get(page::present))
         .route("/yelb.css", get(|| async { asset("text/css; charset=utf-8", CSS) }))
         .route("/favicon.svg", get(|| async { asset("image/svg+xml", FAVICON) }))
+        .route("/console.js", get(|| async { asset("text/javascript; charset=utf-8", CONSOLE_JS) }))
         .layer(CompressionLayer::new());
     let pkg = tower::ServiceBuilder::new().layer(revalidate).service(pkg);
     Router::new()
@@ -118,6 +121,7 @@ pub fn app(state: UiState) -> Router {
         .route("/console/reset", post(console::reset))
         .route("/console/faults", post(console::set_fault))
         .route("/console/clear", post(console::clear))
+        .route("/console/preset", post(console::preset))
         .route("/console/simulate", post(console::simulate))
         .route("/console/simulate/stop", post(console::stop_simulation))
         .route("/api", any(forward))
