@@ -442,10 +442,10 @@ pub async fn preset(
             act::<ResetReceipt>(&state, &headers, Method::POST, "/api/v1/admin/reset", None, "reset").await
         }
         "voters" => {
-            if let Err(e) = check_signed_in(&state, &headers).await {
-                return render(&state, &headers, None, Some(e.to_string()), status_of(&e)).await;
+            if let Some(refused) = unless_signed_in(&state, &headers).await {
+                return refused;
             }
-            let url = state.upstream.base().split(',').next().unwrap_or_default().to_owned();
+            let url = simulator_target(&state);
             match state.simulator.start(url, 100, 50.0, std::time::Duration::from_secs(120)) {
                 Ok(()) => back_to("simulating"),
                 Err(why) => render(&state, &headers, None, Some(why), StatusCode::CONFLICT).await,
@@ -469,6 +469,19 @@ async fn check_signed_in(state: &UiState, headers: &HeaderMap) -> Result<(), UiE
         .map(|_| ())
 }
 
+/// The console page with the refusal, unless the cookie's token is good.
+async fn unless_signed_in(state: &UiState, headers: &HeaderMap) -> Option<Response> {
+    match check_signed_in(state, headers).await {
+        Ok(()) => None,
+        Err(e) => Some(render(state, headers, None, Some(e.to_string()), status_of(&e)).await),
+    }
+}
+
+/// Where the simulator's voters vote: the first app-server endpoint.
+fn simulator_target(state: &UiState) -> String {
+    state.upstream.base().split(',').next().unwrap_or_default().to_owned()
+}
+
 /// The simulator form.
 #[derive(Deserialize)]
 pub struct SimForm {
@@ -487,8 +500,8 @@ pub async fn simulate(
     headers: HeaderMap,
     Form(form): Form<SimForm>,
 ) -> Response {
-    if let Err(e) = check_signed_in(&state, &headers).await {
-        return render(&state, &headers, None, Some(e.to_string()), status_of(&e)).await;
+    if let Some(refused) = unless_signed_in(&state, &headers).await {
+        return refused;
     }
     let outcome = (|| {
         let users: usize = number("users", &form.users)?;
@@ -497,7 +510,7 @@ pub async fn simulate(
         }
         let rate: f64 = number("rate", &form.rate)?;
         let seconds: u64 = number("seconds", &form.seconds)?;
-        let url = state.upstream.base().split(',').next().unwrap_or_default().to_owned();
+        let url = simulator_target(&state);
         state
             .simulator
             .start(url, users, rate, std::time::Duration::from_secs(seconds))
@@ -511,8 +524,8 @@ pub async fn simulate(
 
 /// `POST /console/simulate/stop`.
 pub async fn stop_simulation(State(state): State<UiState>, headers: HeaderMap) -> Response {
-    if let Err(e) = check_signed_in(&state, &headers).await {
-        return render(&state, &headers, None, Some(e.to_string()), status_of(&e)).await;
+    if let Some(refused) = unless_signed_in(&state, &headers).await {
+        return refused;
     }
     state.simulator.stop();
     back_to("stopped")
