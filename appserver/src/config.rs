@@ -109,6 +109,18 @@ pub struct Args {
     #[arg(long, env = "YELB_MAX_STREAMS", default_value = "2000")]
     pub max_streams: String,
 
+    /// Connections one client (peer address, IPv6 /64) may hold at once; 0: no share, only the total (the app server's clients are usually UIs and proxies).
+    #[arg(long, env = "YELB_MAX_CONNECTIONS_PER_CLIENT", default_value = "0")]
+    pub max_connections_per_client: String,
+
+    /// Live-event streams one client may hold at once; 0: no share, only the total.
+    #[arg(long, env = "YELB_MAX_STREAMS_PER_CLIENT", default_value = "0")]
+    pub max_streams_per_client: String,
+
+    /// Peers (comma-separated addresses or CIDR blocks) whose X-Forwarded-For names the client; their connections are not counted per client.
+    #[arg(long, env = "YELB_TRUSTED_PROXIES", default_value = "")]
+    pub trusted_proxies: String,
+
     /// Seconds a client has to send a request's head or body, and the longest a kept-alive connection may sit idle.
     #[arg(long, env = "YELB_HEADER_TIMEOUT", default_value = "10")]
     pub header_timeout: String,
@@ -237,6 +249,27 @@ fn parse_secs(var: &'static str, value: &str) -> Result<Duration, ConfigError> {
     yelb_service::parse_secs(var, value, 0.0, 3600.0)
 }
 
+/// Why a stage token is too weak to put in front of a room of phones, if it
+/// is: shorter than 16 characters, fewer than 8 different ones, spaces or
+/// control characters, or a common word in it. `scripts/run.sh` and the
+/// deployment scripts generate 128-bit ones (32 hex digits).
+pub fn weak_token(token: &str) -> Option<&'static str> {
+    const COMMON: [&str; 9] =
+        ["password", "changeme", "secret", "letmein", "qwerty", "123456", "admin", "default", "yelb"];
+    if token.len() < 16 || !token.chars().all(|c| c.is_ascii_graphic()) {
+        return Some("expected at least 16 printable characters without spaces (try: openssl rand -hex 16)");
+    }
+    let distinct: std::collections::HashSet<char> = token.chars().collect();
+    if distinct.len() < 8 {
+        return Some("expected at least 8 different characters (try: openssl rand -hex 16)");
+    }
+    let lower = token.to_ascii_lowercase();
+    if COMMON.iter().any(|word| lower.contains(word)) {
+        return Some("a common word is in it, which makes it easy to guess (try: openssl rand -hex 16)");
+    }
+    None
+}
+
 fn non_empty(value: Option<&String>) -> Option<&str> {
     value.map(|s| s.trim()).filter(|s| !s.is_empty())
 }
@@ -347,29 +380,44 @@ impl Config {
             placement: placement(&args)?,
             admin_token: match non_empty(args.admin_token.as_ref()) {
                 None => None,
-                Some(t) if t.len() < 8 || !t.chars().all(|c| c.is_ascii_graphic()) => {
-                    return Err(ConfigError::new(
-                        "YELB_ADMIN_TOKEN",
-                        "<hidden>",
-                        "expected at least 8 printable characters without spaces",
-                    ));
-                }
-                Some(t) => Some(SecretString::from(t.to_owned())),
+                Some(t) => match weak_token(t) {
+                    Some(why) => return Err(ConfigError::new("YELB_ADMIN_TOKEN", "<hidden>", why)),
+                    None => Some(SecretString::from(t.to_owned())),
+                },
             },
-            limits: yelb_service::Limits {
-                max_connections: yelb_service::parse_count(
-                    "YELB_MAX_CONNECTIONS",
-                    &args.max_connections,
-                    1,
-                    1_000_000,
-                )?,
-                max_streams: yelb_service::parse_count("YELB_MAX_STREAMS", &args.max_streams, 0, 1_000_000)?,
-                header_timeout: yelb_service::parse_secs(
-                    "YELB_HEADER_TIMEOUT",
-                    &args.header_timeout,
-                    0.1,
-                    3600.0,
-                )?,
+            limits: {
+                let max_connections =
+                    yelb_service::parse_count("YELB_MAX_CONNECTIONS", &args.max_connections, 1, 1_000_000)?;
+                let max_streams =
+                    yelb_service::parse_count("YELB_MAX_STREAMS", &args.max_streams, 0, 1_000_000)?;
+                let share = |var, value: &str, total: usize| {
+                    yelb_service::parse_count(var, value, 0, 1_000_000)
+                        .map(|n| if n == 0 { total } else { n })
+                };
+                yelb_service::Limits {
+                    max_connections,
+                    max_connections_per_client: share(
+                        "YELB_MAX_CONNECTIONS_PER_CLIENT",
+                        &args.max_connections_per_client,
+                        max_connections,
+                    )?,
+                    max_streams,
+                    max_streams_per_client: share(
+                        "YELB_MAX_STREAMS_PER_CLIENT",
+                        &args.max_streams_per_client,
+                        max_streams,
+                    )?,
+                    trusted_proxies: yelb_service::TrustedProxies::parse(&args.trusted_proxies).map_err(
+                        |why| ConfigError::new("YELB_TRUSTED_PROXIES", &args.trusted_proxies, why),
+                    )?,
+                    reserved_paths: &["/healthz", "/readyz", "/metrics"],
+                    header_timeout: yelb_service::parse_secs(
+                        "YELB_HEADER_TIMEOUT",
+                        &args.header_timeout,
+                        0.1,
+                        3600.0,
+                    )?,
+                }
             },
             events_heartbeat: match parse_secs("YELB_EVENTS_HEARTBEAT", &args.events_heartbeat)? {
                 d if d.is_zero() => {
@@ -483,6 +531,23 @@ impl Config {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn weak_stage_tokens_are_refused_and_generated_ones_pass() {
+        use super::weak_token;
+        for weak in [
+            "short-token",
+            "aaaaaaaaaaaaaaaaaaaa",
+            "abababababababababab",
+            "my-yelb-token-2026x",
+            "Password-for-2026x",
+            "with space in it ok?",
+        ] {
+            assert!(weak_token(weak).is_some(), "{weak} passed");
+        }
+        assert_eq!(weak_token("0f3a9c2be71d4e8a6b5c0d9e8f7a6b5c"), None);
+        assert_eq!(weak_token("browser-test-token"), None);
+    }
+
     use super::*;
 
     fn args(env: &[(&str, &str)]) -> Args {

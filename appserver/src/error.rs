@@ -35,14 +35,17 @@ pub enum AppError {
     #[error("method not allowed")]
     MethodNotAllowed,
     /// This replica already serves as many event streams as it may.
-    #[error("this replica already serves {0} live streams; poll /api/getvotes instead")]
-    TooManyStreams(usize),
+    #[error("{0} (/api/getvotes)")]
+    TooManyStreams(#[from] yelb_service::StreamsFull),
     /// A store cannot answer now.
     #[error(transparent)]
     Store(#[from] StoreError),
     /// An admin request without the right bearer token.
     #[error("stage control needs Authorization: Bearer <YELB_ADMIN_TOKEN>")]
     Unauthorized,
+    /// This client failed the token too often; it may try again after this long.
+    #[error("too many wrong stage tokens from your address; try again in {} s", .0.as_secs().max(1))]
+    TooManyAttempts(std::time::Duration),
     /// An admin request while stage control is off.
     #[error("stage control is off on this replica: set YELB_ADMIN_TOKEN to turn on /api/v1/admin")]
     AdminDisabled,
@@ -59,6 +62,7 @@ impl AppError {
                 StatusCode::NOT_FOUND
             }
             AppError::Unauthorized => StatusCode::UNAUTHORIZED,
+            AppError::TooManyAttempts(_) => StatusCode::TOO_MANY_REQUESTS,
             AppError::BadRequest { status, .. } => *status,
             AppError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             // The key names an earlier vote that conflicts with this one.
@@ -99,8 +103,16 @@ impl IntoResponse for AppError {
                 tracing::warn!(error = %self, suppressed, "answering 503 (similar lines are held back for 5 s)");
             }
         }
+        let retry_after = match &self {
+            AppError::TooManyAttempts(wait) => Some(wait.as_secs().max(1)),
+            _ => None,
+        };
         let body = ErrorBody { error: self.client_message(), status: status.as_u16() };
-        (status, Json(body)).into_response()
+        let mut response = (status, Json(body)).into_response();
+        if let Some(secs) = retry_after {
+            response.headers_mut().insert(axum::http::header::RETRY_AFTER, secs.into());
+        }
+        response
     }
 }
 

@@ -65,7 +65,7 @@ impl Application {
             state,
             shutdown_delay: config.shutdown_delay,
             shutdown_timeout: config.shutdown_timeout,
-            limits: config.limits,
+            limits: config.limits.clone(),
         })
     }
 
@@ -117,7 +117,7 @@ pub fn build_state(config: &Config) -> anyhow::Result<AppState> {
         votes,
         views,
         config.events_heartbeat,
-        config.limits.max_streams,
+        &config.limits,
         config.admin_token.clone(),
         config.placement.clone(),
     );

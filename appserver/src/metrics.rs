@@ -4,6 +4,7 @@
 //! - `yelb_http_request_duration_seconds{method,route}`: latency histogram.
 //! - `yelb_votes_total{restaurant}`: votes cast through this replica.
 //! - `yelb_live_clients`: open event streams on this replica.
+//! - `yelb_admin_auth_failures_total`: wrong stage tokens.
 //! - `yelb_appserver_info{hostname,version,votes_backend,views_backend}`: 1,
 //!   the replica's identity.
 //!
@@ -61,6 +62,7 @@ pub struct Metrics {
     latency: Family<RouteLabels, Histogram, fn() -> Histogram>,
     votes: Family<VoteLabels, Counter>,
     live_clients: Gauge,
+    admin_failures: Counter,
 }
 
 fn latency_histogram() -> Histogram {
@@ -77,6 +79,8 @@ impl Metrics {
             Family::new_with_constructor(latency_histogram);
         let votes = Family::<VoteLabels, Counter>::default();
         let live_clients = Gauge::default();
+        let admin_failures = Counter::default();
+        registry.register("yelb_admin_auth_failures", "Wrong stage tokens", admin_failures.clone());
         registry.register("yelb_http_requests", "HTTP requests answered", requests.clone());
         registry.register(
             "yelb_http_request_duration_seconds",
@@ -99,7 +103,7 @@ impl Metrics {
         for r in Restaurant::ALL {
             let _ = votes.get_or_create(&VoteLabels { restaurant: r.slug() });
         }
-        Metrics { registry, requests, latency, votes, live_clients }
+        Metrics { registry, requests, latency, votes, live_clients, admin_failures }
     }
 
     /// Counts one vote.
@@ -110,6 +114,11 @@ impl Metrics {
     /// The gauge of open event streams.
     pub fn live_clients(&self) -> &Gauge {
         &self.live_clients
+    }
+
+    /// Counts a wrong stage token.
+    pub fn admin_failure(&self) {
+        self.admin_failures.inc();
     }
 
     /// The text exposition (OpenMetrics).

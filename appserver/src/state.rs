@@ -31,6 +31,9 @@ struct Inner {
     served: AtomicU64,
     /// The cap on open event streams.
     streams: yelb_service::StreamSlots,
+    trusted_proxies: yelb_service::TrustedProxies,
+    /// Wrong stage tokens per client ([`crate::routes::admin`]).
+    admin_failures: yelb_service::FailureThrottle,
     /// The faults in force ([`crate::faults`]).
     faults: crate::faults::Faults,
     /// Stage control's bearer token; `None` turns it off.
@@ -44,14 +47,15 @@ struct Inner {
 impl AppState {
     /// Builds the state around ready-made stores; `heartbeat` is the idle
     /// interval of event streams.
-    /// At most `max_streams` event streams are open at once. With an
+    /// `limits` caps the open event streams (in total and per client, the
+    /// client named by its trusted proxies' `X-Forwarded-For`). With an
     /// `admin_token`, stage control (`/api/v1/admin`, faults) is on.
     pub fn new(
         hostname: String,
         votes: VoteStore,
         views: ViewStore,
         heartbeat: Duration,
-        max_streams: usize,
+        limits: &yelb_service::Limits,
         admin_token: Option<secrecy::SecretString>,
         placement: yelb_core::wire::Placement,
     ) -> AppState {
@@ -68,7 +72,13 @@ impl AppState {
                 stop: CancellationToken::new(),
                 heartbeat,
                 served: AtomicU64::new(0),
-                streams: yelb_service::StreamSlots::new(max_streams),
+                streams: yelb_service::StreamSlots::new(limits.max_streams, limits.max_streams_per_client),
+                trusted_proxies: limits.trusted_proxies.clone(),
+                admin_failures: yelb_service::FailureThrottle::new(
+                    crate::routes::admin::FAILURE_BURST,
+                    crate::routes::admin::FAILURES_PER_SEC,
+                    crate::routes::admin::OVERALL_FAILURES_PER_SEC,
+                ),
                 faults,
                 admin_token,
                 placement,
@@ -141,6 +151,16 @@ impl AppState {
     pub fn admin_token(&self) -> Option<&str> {
         use secrecy::ExposeSecret as _;
         self.inner.admin_token.as_ref().map(|t| t.expose_secret())
+    }
+
+    /// Wrong stage tokens per client.
+    pub fn admin_failures(&self) -> &yelb_service::FailureThrottle {
+        &self.inner.admin_failures
+    }
+
+    /// The peers whose `X-Forwarded-For` names the client.
+    pub fn trusted_proxies(&self) -> &yelb_service::TrustedProxies {
+        &self.inner.trusted_proxies
     }
 
     /// The cap on open event streams.

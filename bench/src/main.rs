@@ -358,7 +358,7 @@ fn fault_layer_cost(pg: &PgServer, redis: &RedisServer, seconds: u64) -> Result<
             let into = if with_token { &mut on } else { &mut off };
             let port = free_port();
             let extra: &[(&str, &str)] =
-                if with_token { &[("YELB_ADMIN_TOKEN", "bench-token-123")] } else { &[] };
+                if with_token { &[("YELB_ADMIN_TOKEN", "bench-token-12345")] } else { &[] };
             let (app, _) = spawn_appserver_with(port, pg, redis, &format!("bench-fault-{round}"), extra)?;
             into.push(wrk(&format!("http://127.0.0.1:{port}/api/getvotes"), None, seconds)?);
             drop(app);
@@ -420,7 +420,7 @@ fn fault_layer_in_process() -> Result<(f64, f64)> {
     let state = |token: bool| -> Result<yelb_appserver::AppState> {
         let mut argv = vec!["yelb-appserver", "--hostname=bench"];
         if token {
-            argv.push("--admin-token=bench-token-123");
+            argv.push("--admin-token=bench-token-12345");
         }
         let args = <yelb_appserver::config::Args as clap::Parser>::try_parse_from(argv)?;
         let config = yelb_appserver::Config::from_args(args)?;

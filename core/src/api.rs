@@ -84,6 +84,12 @@ pub const EVENT_UPSTREAM: &str = "upstream";
 /// Modern: every replica with the requests it served. Also the probe that
 /// tells which API an app server speaks ([`ApiLevel::from_probe`]).
 pub const REPLICAS: &str = "/api/v1/replicas";
+/// Stage control, under a bearer token (`YELB_ADMIN_TOKEN`).
+pub const ADMIN: &str = "/api/v1/admin";
+/// `POST`: every count back to zero.
+pub const ADMIN_RESET: &str = "/api/v1/admin/reset";
+/// `GET`, `PUT`, `DELETE`: the faults in force.
+pub const ADMIN_FAULTS: &str = "/api/v1/admin/faults";
 
 /// Original vote: `GET /api/{restaurant}` answers the bare new count.
 pub fn legacy_vote(restaurant: Restaurant) -> String {

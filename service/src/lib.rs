@@ -9,6 +9,10 @@
 //!   no shell (`FROM scratch`) can still run a container health check.
 //! - [`server`]: the HTTP loop both servers run ([`serve`]), with header and
 //!   idle timeouts and a connection cap ([`Limits`]).
+//! - [`clients`]: who a client is ([`client_of`], [`TrustedProxies`]) and
+//!   the share of the caps one client may hold ([`PerClient`]).
+//! - [`throttle`]: [`FailureThrottle`], how fast one client may fail a
+//!   check (guess the stage token).
 //! - [`LogGate`]: one warning per interval, with a count of those held
 //!   back, so an outage under load does not flood the log.
 //! - [`parse_secs`], [`parse_count`]: the checks every numeric setting goes
@@ -21,9 +25,13 @@ use std::time::Duration;
 
 use tracing_subscriber::EnvFilter;
 
+pub mod clients;
 pub mod server;
+pub mod throttle;
 
-pub use server::{Limits, StreamSlot, StreamSlots, serve};
+pub use clients::{ClientKey, Peer, PerClient, TrustedProxies, client_of};
+pub use server::{Limits, StreamSlot, StreamSlots, StreamsFull, serve};
+pub use throttle::FailureThrottle;
 
 /// A configuration value that cannot work. The message names the variable,
 /// and the binaries exit with code 2 when they see one.

@@ -393,7 +393,8 @@ async fn a_reset_drops_every_open_page_to_zero_across_replicas() {
     backends.push("--admin-token=browser-test-token".to_owned());
     let first = AppServer::start(&backends, 0).await;
     let second = AppServer::start(&backends, 0).await;
-    let ui_one = UiServer::start(&first.url(), &[]).await;
+    // Forwarding stage control is off by default; this test resets through it.
+    let ui_one = UiServer::start(&first.url(), &["--forward-admin=true"]).await;
     let ui_two = UiServer::start(&second.url(), &[]).await;
     let one = Browser::launch(DESKTOP, true).await;
     let two = Browser::launch(DESKTOP, true).await;
@@ -648,7 +649,7 @@ async fn the_presenter_view_fits_every_projector_size_before_and_after_hydration
     use serde_json::Value;
     let _one = exclusive().await;
     let (mut backends, db) = support::real_backends_named();
-    backends.push("--admin-token=fit-test-token".to_owned());
+    backends.push("--admin-token=fit-test-token-0001".to_owned());
     let first = AppServer::start(&backends, 0).await;
     let second = AppServer::start(&backends, 0).await;
     let third = AppServer::start(&backends, 0).await;

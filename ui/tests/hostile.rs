@@ -23,6 +23,23 @@ async fn raw(ui: &UiServer, raw: &[u8]) -> String {
     String::from_utf8_lossy(&got).into_owned()
 }
 
+/// Sends an HTTP/1.0 request `head` (no blank line) from the loopback
+/// address `from`, another client as the UI sees it; the whole answer.
+async fn from_client(from: &str, ui: &UiServer, head: &str, body: &str) -> String {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind(format!("{from}:0").parse().unwrap()).unwrap();
+    let mut stream = socket.connect(ui.url.trim_start_matches("http://").parse().unwrap()).await.unwrap();
+    let request = format!("{head}\r\nHost: x\r\nContent-Length: {}\r\n\r\n{body}", body.len());
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut got = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(3), stream.read_to_end(&mut got)).await;
+    String::from_utf8_lossy(&got).into_owned()
+}
+
+fn status(answer: &str) -> &str {
+    answer.split_whitespace().nth(1).unwrap_or("none")
+}
+
 async fn readyz(ui: &UiServer) -> Value {
     http().get(format!("{}/readyz", ui.url)).send().await.unwrap().json().await.unwrap()
 }
@@ -107,7 +124,7 @@ async fn past_the_stream_cap_a_forwarded_event_stream_gets_503_and_the_slot_come
     assert_eq!(first.status(), 200);
     let second = http().get(format!("{}/api/v1/events", ui.url)).send().await.unwrap();
     assert_eq!(second.status(), 503);
-    assert!(second.text().await.unwrap().contains("live streams"));
+    assert!(second.text().await.unwrap().contains("streams are taken"));
     drop(first);
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
     loop {
@@ -168,4 +185,81 @@ async fn raw_socket_fuzzing_of_the_ui_gets_no_500_no_hang_and_leaves_it_healthy(
     assert!(failures.is_empty(), "{failures:?}");
     assert_eq!(ready["appserver"], "reachable", "fuzzing the UI never marks the app server unreachable");
     assert!(after < before + 32 * 1024, "RSS grew from {before} to {after} KiB");
+}
+
+#[tokio::test]
+async fn one_client_holds_at_most_its_share_of_the_screens_and_others_still_get_theirs() {
+    let app = AppServer::start(&real_backends(), 0).await;
+    let ui = UiServer::start(&app.url(), &["--max-streams=10", "--max-streams-per-client=2"]).await;
+    let mut open = Vec::new();
+    for _ in 0..2 {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind("127.0.0.2:0".parse().unwrap()).unwrap();
+        let mut stream = socket.connect(ui.url.trim_start_matches("http://").parse().unwrap()).await.unwrap();
+        stream.write_all(b"GET /api/v1/events HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+        let mut buf = [0u8; 64];
+        let n = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buf)).await.unwrap().unwrap();
+        assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
+        open.push(stream);
+    }
+    // However the path is spelled (the app server collapses slashes).
+    for path in ["/api/v1/events", "/api/v1//events", "//api//v1/events/"] {
+        let answer = from_client("127.0.0.2", &ui, &format!("GET {path} HTTP/1.0"), "").await;
+        assert_eq!(status(&answer), "503", "{path}: {answer}");
+        assert!(answer.contains("its share"), "{answer}");
+    }
+    // The stream stays open: from_client returns what came in 3 s.
+    let answer = from_client("127.0.0.3", &ui, "GET /api/v1/events HTTP/1.0", "").await;
+    assert_eq!(status(&answer), "200", "another client: {answer}");
+    assert!(readyz(&ui).await["events"]["screens"].as_u64().unwrap() >= 2);
+    drop(open);
+}
+
+#[tokio::test]
+async fn the_public_ui_does_not_forward_stage_control_unless_told_to() {
+    let token = "hostile-test-token-4f9a";
+    let app = AppServer::start(&[format!("--admin-token={token}")], 0).await;
+    let ui = UiServer::start(&app.url(), &[]).await;
+    for path in ["/api/v1/admin/faults", "//api//v1//admin/reset", "/api/v1/admin/", "/api/V1/Admin/faults"] {
+        let r = http().post(format!("{}{path}", ui.url)).bearer_auth(token).send().await.unwrap();
+        assert_eq!(r.status(), 404, "{path}");
+        let body: Value = r.json().await.unwrap();
+        assert!(body["error"].as_str().unwrap().contains("not served on this public listener"), "{body}");
+    }
+    // The vote API is still forwarded.
+    assert_eq!(http().get(format!("{}/api/getvotes", ui.url)).send().await.unwrap().status(), 200);
+    let open = UiServer::start(&app.url(), &["--forward-admin=true"]).await;
+    let r = http().get(format!("{}/api/v1/admin/faults", open.url)).bearer_auth(token).send().await.unwrap();
+    assert_eq!(r.status(), 200, "forwarded when asked");
+}
+
+#[tokio::test]
+async fn guessing_at_the_console_sign_in_is_throttled_per_browser() {
+    let token = "hostile-test-token-4f9a";
+    let app = AppServer::start(&[format!("--admin-token={token}")], 0).await;
+    let ui = UiServer::start(&app.url(), &[]).await;
+    let sign_in = |from: &'static str, guess: &'static str| {
+        let ui = &ui;
+        async move {
+            let body = format!("token={guess}");
+            from_client(
+                from,
+                ui,
+                "POST /console/sign-in HTTP/1.0\r\nContent-Type: application/x-www-form-urlencoded",
+                &body,
+            )
+            .await
+        }
+    };
+    for i in 0..yelb_ui::server::console::SIGN_IN_BURST {
+        let answer = sign_in("127.0.0.2", "not-the-token-01234").await;
+        assert_eq!(status(&answer), "401", "guess {i}: {answer}");
+    }
+    let answer = sign_in("127.0.0.2", "not-the-token-01234").await;
+    assert_eq!(status(&answer), "429", "{answer}");
+    assert!(answer.contains("too many wrong tokens"), "{answer}");
+    assert_eq!(status(&sign_in("127.0.0.2", "hostile-test-token-4f9a").await), "429", "even the right one");
+    // The speaker, elsewhere, signs in.
+    let answer = sign_in("127.0.0.3", "hostile-test-token-4f9a").await;
+    assert_eq!(status(&answer), "303", "{answer}");
 }

@@ -4,6 +4,13 @@
 //! Only with `YELB_ADMIN_TOKEN` set; every request must then carry
 //! `Authorization: Bearer <token>` (compared in constant time), or it gets
 //! 401. Without the token the routes answer 404 and say how to turn them on.
+//!
+//! Guessing is throttled ([`yelb_service::FailureThrottle`]): a client
+//! (its address, or the one its trusted proxy names) may fail
+//! [`FAILURE_BURST`] times, then [`FAILURES_PER_SEC`] times a second; past
+//! that every attempt gets 429 before the token is compared. Each failure is
+//! logged with the client's address (at most one line a second, with a
+//! count of those held back).
 
 use axum::Json;
 use axum::extract::rejection::JsonRejection;
@@ -16,8 +23,28 @@ use yelb_core::wire::{FaultSpec, FaultsBody, ResetReceipt};
 
 use crate::{AppError, AppState};
 
+/// Wrong tokens one client may send in a row.
+pub const FAILURE_BURST: u32 = 10;
+/// Wrong tokens a second one client may send after its burst.
+pub const FAILURES_PER_SEC: f64 = 0.5;
+/// Wrong tokens a second from all clients together past which a
+/// distributed guess is reported.
+pub const OVERALL_FAILURES_PER_SEC: f64 = 20.0;
+
+static FAILURE_LOG: yelb_service::LogGate = yelb_service::LogGate::new(std::time::Duration::from_secs(1));
+
 /// Lets a request through only with the right bearer token.
 pub async fn require_token(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let client = yelb_service::client_of(
+        request.extensions().get::<yelb_service::Peer>().copied(),
+        request.headers(),
+        state.trusted_proxies(),
+    );
+    if state.admin_token().is_some()
+        && let Err(wait) = state.admin_failures().check(client)
+    {
+        return AppError::TooManyAttempts(wait).into_response();
+    }
     let given = request
         .headers()
         .get(AUTHORIZATION)
@@ -30,7 +57,19 @@ pub async fn require_token(State(state): State<AppState>, request: Request, next
         {
             next.run(request).await
         }
-        (Some(_), _) => {
+        (Some(_), given) => {
+            let failure = state.admin_failures().fail(client);
+            state.metrics().admin_failure();
+            if let Some(suppressed) = FAILURE_LOG.open() {
+                tracing::warn!(
+                    %client,
+                    token_given = given.is_some(),
+                    left = failure.client_left,
+                    distributed = failure.overall_exceeded,
+                    suppressed,
+                    "wrong stage token"
+                );
+            }
             let mut response = AppError::Unauthorized.into_response();
             response
                 .headers_mut()

@@ -123,9 +123,12 @@ pub async fn count_view(State(state): State<AppState>) -> Result<Json<StatsBody>
 pub async fn events(
     State(state): State<AppState>,
     RawQuery(query): RawQuery,
+    peer: Option<axum::Extension<yelb_service::Peer>>,
+    headers: axum::http::HeaderMap,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, AppError> {
     let interval = event_interval(query.as_deref())?;
-    let slot = state.streams().try_open().ok_or(AppError::TooManyStreams(state.streams().max()))?;
+    let client = yelb_service::client_of(peer.map(|p| p.0), &headers, state.trusted_proxies());
+    let slot = state.streams().try_open(client)?;
     state.refresh_live().await;
     let gauge = state.metrics().live_clients().clone();
     gauge.inc();

@@ -216,3 +216,27 @@ impl EventStream {
         }
     }
 }
+
+/// A connection to `base` from the loopback address `from` (127.0.0.0/8 is
+/// all this machine's): another client, as the server sees it.
+pub async fn connect_from(from: &str, base: &str) -> tokio::net::TcpStream {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind(format!("{from}:0").parse().unwrap()).unwrap();
+    socket.connect(base.trim_start_matches("http://").parse().unwrap()).await.unwrap()
+}
+
+/// Sends `head` (an HTTP/1.0 request head without its blank line) on
+/// `stream` and reads the answer until the server closes; the whole answer.
+pub async fn exchange(mut stream: tokio::net::TcpStream, head: &str) -> String {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    stream.write_all(format!("{head}\r\nHost: x\r\n\r\n").as_bytes()).await.unwrap();
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut out)).await;
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// One `GET path` on `stream`; the status it answered ("no answer" if none).
+pub async fn status_on(stream: tokio::net::TcpStream, path: &str) -> String {
+    let answer = exchange(stream, &format!("GET {path} HTTP/1.0")).await;
+    answer.split_whitespace().nth(1).unwrap_or("no answer").to_owned()
+}

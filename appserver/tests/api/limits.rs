@@ -7,10 +7,51 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::helpers::{Backend, spawn_app, spawn_with};
+use crate::helpers::{Backend, connect_from, spawn_app, spawn_with, status_on};
 
 fn addr(base: &str) -> String {
     base.trim_start_matches("http://").to_owned()
+}
+
+#[tokio::test]
+async fn one_client_cannot_hold_more_than_its_share_and_others_still_get_in() {
+    let app = spawn_with(&["--max-connections=50", "--max-connections-per-client=5", "--header-timeout=30"])
+        .await
+        .wait_ready()
+        .await;
+    let mut flood = Vec::new();
+    for _ in 0..5 {
+        flood.push(connect_from("127.0.0.2", &app.base).await);
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut over = connect_from("127.0.0.2", &app.base).await;
+    let (answer, closed) = read_until_closed(&mut over, Duration::from_secs(5)).await;
+    assert!(closed && answer.starts_with("HTTP/1.1 503"), "the sixth from one client: {answer}");
+    // Another client, and the probes, are served as if nothing happened.
+    assert_eq!(status_on(connect_from("127.0.0.3", &app.base).await, "/api/getvotes").await, "200");
+    assert_eq!(status_on(connect_from("127.0.0.1", &app.base).await, "/healthz").await, "200");
+    // The flooder's share comes back as its connections close.
+    drop(flood);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while status_on(connect_from("127.0.0.2", &app.base).await, "/api/getvotes").await != "200" {
+        assert!(Instant::now() < deadline, "the share must come back");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn past_the_connection_cap_the_reserve_answers_probes_only() {
+    let app = spawn_with(&["--max-connections=4", "--header-timeout=30"]).await.wait_ready().await;
+    drop(app.client.clone());
+    let mut held = Vec::new();
+    for i in 0..4 {
+        held.push(connect_from(&format!("127.0.1.{}", i + 1), &app.base).await);
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(status_on(connect_from("127.0.0.9", &app.base).await, "/healthz").await, "200");
+    assert_eq!(status_on(connect_from("127.0.0.9", &app.base).await, "/readyz").await, "200");
+    assert_eq!(status_on(connect_from("127.0.0.9", &app.base).await, "/api/getvotes").await, "503");
+    drop(held);
 }
 
 /// Reads until the server closes the connection, or `within` passes.
@@ -71,7 +112,8 @@ async fn past_the_connection_cap_a_client_gets_a_clear_503_and_health_returns_af
     // The readiness poll's pooled connection may still hold a slot: drop it.
     drop(app.client.clone());
     let mut held = Vec::new();
-    for _ in 0..3 {
+    // The cap, then the reserve kept for probes.
+    for _ in 0..3 + yelb_service::server::PROBE_RESERVE {
         held.push(TcpStream::connect(addr(&app.base)).await.unwrap());
     }
     tokio::time::sleep(Duration::from_millis(200)).await;
@@ -112,7 +154,7 @@ async fn past_the_stream_cap_an_event_stream_gets_503_and_a_slot_frees_when_one_
     let r = app.get("/api/v1/events").await.unwrap();
     assert_eq!(r.status(), 503);
     let body: serde_json::Value = r.json().await.unwrap();
-    assert!(body["error"].as_str().unwrap().contains("live streams"), "{body}");
+    assert!(body["error"].as_str().unwrap().contains("streams are taken"), "{body}");
     drop(first);
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {

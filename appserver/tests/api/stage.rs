@@ -479,3 +479,73 @@ fn a_colour_that_is_not_a_colour_stops_the_start() {
         assert!(String::from_utf8_lossy(&out.stderr).contains("YELB_COLOR"), "{bad}");
     }
 }
+
+#[tokio::test]
+async fn guessing_the_token_is_throttled_per_client_logged_and_counted() {
+    use crate::helpers::{connect_from, exchange};
+    let app = spawn_admin(Backend::Memory).await;
+    let guess = |from: &'static str, token: &'static str| {
+        let base = app.base.clone();
+        async move {
+            let stream = connect_from(from, &base).await;
+            exchange(stream, &format!("GET /api/v1/admin/faults HTTP/1.0\r\nAuthorization: Bearer {token}"))
+                .await
+        }
+    };
+    let burst = yelb_appserver::routes::admin::FAILURE_BURST;
+    for i in 0..burst {
+        let answer = guess("127.0.0.2", "wrong-guess-0123456789").await;
+        assert!(answer.split_whitespace().nth(1) == Some("401"), "guess {i}: {answer}");
+    }
+    let answer = guess("127.0.0.2", "wrong-guess-0123456789").await;
+    assert!(answer.split_whitespace().nth(1) == Some("429"), "past the burst: {answer}");
+    assert!(answer.to_ascii_lowercase().contains("retry-after:"), "{answer}");
+    assert!(answer.contains("too many wrong stage tokens"), "{answer}");
+    // While throttled even the right token is refused: refusals must not
+    // leave a guesser a way to tell a hit.
+    let answer = guess("127.0.0.2", TOKEN).await;
+    assert!(
+        answer.split_whitespace().nth(1) == Some("429"),
+        "the right token from the throttled client: {answer}"
+    );
+    // Another client (the speaker) is not held back by the guesser.
+    let answer = guess("127.0.0.3", TOKEN).await;
+    assert!(answer.split_whitespace().nth(1) == Some("200"), "the speaker: {answer}");
+    let metrics = app.get("/metrics").await.unwrap().text().await.unwrap();
+    let line = metrics.lines().find(|l| l.starts_with("yelb_admin_auth_failures_total")).unwrap_or_default();
+    assert_eq!(line.split_whitespace().nth(1), Some(burst.to_string().as_str()), "{metrics}");
+}
+
+#[test]
+fn a_weak_token_is_refused_at_start_with_a_clear_error() {
+    let out = Command::new(BIN)
+        .env("YELB_ADMIN_TOKEN", "password1234567890")
+        .env("YELB_PORT", "0")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("YELB_ADMIN_TOKEN") && err.contains("common word"), "{err}");
+    assert!(!err.contains("password1234567890"), "the token must not be printed: {err}");
+}
+
+#[test]
+fn a_wrong_token_is_logged_with_the_client_address_and_never_the_token() {
+    use std::io::{Read, Write};
+    let (mut child, port) = start_admin_binary();
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(s, "GET /api/v1/admin/faults HTTP/1.0\r\nAuthorization: Bearer guessed-0123456789abc\r\n\r\n")
+        .unwrap();
+    let mut answer = String::new();
+    s.read_to_string(&mut answer).unwrap();
+    assert!(answer.split_whitespace().nth(1) == Some("401"), "{answer}");
+    let _ = child.kill();
+    let out = child.wait_with_output().unwrap();
+    let log = String::from_utf8_lossy(&out.stderr);
+    let line =
+        log.lines().find(|l| l.contains("wrong stage token")).unwrap_or_else(|| panic!("no log line: {log}"));
+    assert!(line.contains("127.0.0.1"), "{line}");
+    assert!(!log.contains("guessed-0123456789abc") && !log.contains(TOKEN), "{log}");
+}

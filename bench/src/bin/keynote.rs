@@ -90,13 +90,17 @@ fn main() -> Result<()> {
         endpoints.push(format!("http://127.0.0.1:{port}"));
     }
     let ui_port = free_port();
-    // The UI on its defaults: only where it listens and what it forwards to.
+    // The UI on its defaults but one: every simulated phone comes from
+    // 127.0.0.1, as a whole venue behind one NAT address would, so the
+    // per-client shares are off (README: YELB_UI_MAX_*_PER_CLIENT=0).
     let ui = spawn(
         "yelb-ui",
         &[
             ("YELB_UI_LISTEN_ADDR", "127.0.0.1".into()),
             ("YELB_UI_PORT", ui_port.to_string()),
             ("YELB_APPSERVER_ENDPOINT", endpoints.join(",")),
+            ("YELB_UI_MAX_STREAMS_PER_CLIENT", "0".into()),
+            ("YELB_UI_MAX_CONNECTIONS_PER_CLIENT", "0".into()),
         ],
     )?;
     wait_ok(ui_port, "/healthz")?;

@@ -100,6 +100,9 @@ fn main() -> Result<()> {
             ("YELB_APPSERVER_ENDPOINT", format!("http://127.0.0.1:{app_port}")),
             ("YELB_UI_MAX_STREAMS", n.to_string()),
             ("YELB_UI_MAX_CONNECTIONS", (n + 100).to_string()),
+            // Every stream comes from 127.0.0.1: no per-client share.
+            ("YELB_UI_MAX_STREAMS_PER_CLIENT", "0".into()),
+            ("YELB_UI_MAX_CONNECTIONS_PER_CLIENT", "0".into()),
         ],
     )?;
     wait_listening(ui_port)?;

@@ -49,6 +49,22 @@ pub struct Args {
     #[arg(long, env = "YELB_UI_MAX_STREAMS", default_value = "10000")]
     pub max_streams: String,
 
+    /// Connections one client (peer address, IPv6 /64) may hold at once, so one phone cannot fill the cap; sized for hundreds of phones behind a venue's NAT. 0: no share.
+    #[arg(long, env = "YELB_UI_MAX_CONNECTIONS_PER_CLIENT", default_value = "3000")]
+    pub max_connections_per_client: String,
+
+    /// Screens one client may hold at once (behind a trusted proxy, the client its X-Forwarded-For names). 0: no share.
+    #[arg(long, env = "YELB_UI_MAX_STREAMS_PER_CLIENT", default_value = "2500")]
+    pub max_streams_per_client: String,
+
+    /// Peers (comma-separated addresses or CIDR blocks: the ingress, the load balancer) whose X-Forwarded-For names the client; their connections are not counted per client.
+    #[arg(long, env = "YELB_UI_TRUSTED_PROXIES", default_value = "")]
+    pub trusted_proxies: String,
+
+    /// Forward /api/v1/admin (stage control) from the public listener to the app server (true), or answer 404 (false, the default): the console signs in through its own form, and scripts reach the app server directly.
+    #[arg(long, env = "YELB_UI_FORWARD_ADMIN", default_value = "false")]
+    pub forward_admin: String,
+
     /// Seconds a client has to send a request's head or body, and the longest a kept-alive connection may sit idle.
     #[arg(long, env = "YELB_UI_HEADER_TIMEOUT", default_value = "10")]
     pub header_timeout: String,
@@ -116,6 +132,8 @@ pub struct Config {
     pub log_format: LogFormat,
     /// Connection, stream and timeout limits of the HTTP server.
     pub limits: yelb_service::Limits,
+    /// Whether the public listener forwards `/api/v1/admin`.
+    pub forward_admin: bool,
 }
 
 impl Args {
@@ -148,18 +166,33 @@ impl Args {
                 "expected a URL such as http://yelb-appserver:4567",
             ));
         }
-        let keepalive = match self.upstream_keepalive.as_str() {
-            "true" | "1" | "yes" => true,
-            "false" | "0" | "no" => false,
-            other => {
-                return Err(ConfigError::new("YELB_UI_UPSTREAM_KEEPALIVE", other, "expected true or false"));
-            }
-        };
+        let keepalive = parse_bool("YELB_UI_UPSTREAM_KEEPALIVE", &self.upstream_keepalive)?;
+        let forward_admin = parse_bool("YELB_UI_FORWARD_ADMIN", &self.forward_admin)?;
         let upstream_timeout =
             yelb_service::parse_secs("YELB_UI_UPSTREAM_TIMEOUT", &self.upstream_timeout, 0.001, 3600.0)?;
+        let max_connections = parse_count("YELB_UI_MAX_CONNECTIONS", &self.max_connections, 1, 1_000_000)?;
+        let max_streams = parse_count("YELB_UI_MAX_STREAMS", &self.max_streams, 0, 1_000_000)?;
+        let share = |var, value: &str, total: usize| {
+            parse_count(var, value, 0, 1_000_000).map(|n| if n == 0 { total } else { n })
+        };
         let limits = yelb_service::Limits {
-            max_connections: parse_count("YELB_UI_MAX_CONNECTIONS", &self.max_connections, 1, 1_000_000)?,
-            max_streams: parse_count("YELB_UI_MAX_STREAMS", &self.max_streams, 0, 1_000_000)?,
+            max_connections,
+            max_connections_per_client: share(
+                "YELB_UI_MAX_CONNECTIONS_PER_CLIENT",
+                &self.max_connections_per_client,
+                max_connections,
+            )?,
+            max_streams,
+            max_streams_per_client: share(
+                "YELB_UI_MAX_STREAMS_PER_CLIENT",
+                &self.max_streams_per_client,
+                max_streams,
+            )?,
+            trusted_proxies: yelb_service::TrustedProxies::parse(&self.trusted_proxies)
+                .map_err(|why| ConfigError::new("YELB_UI_TRUSTED_PROXIES", &self.trusted_proxies, why))?,
+            // What must get through a flood: the probes, and the presenter's
+            // screen with what it loads.
+            reserved_paths: &["/healthz", "/readyz", "/present", "/pkg/", "/yelb.css", "/favicon.svg"],
             header_timeout: yelb_service::parse_secs(
                 "YELB_UI_HEADER_TIMEOUT",
                 &self.header_timeout,
@@ -198,7 +231,17 @@ impl Args {
             api_base,
             log_format,
             limits,
+            forward_admin,
         })
+    }
+}
+
+/// `true`/`false` (also `1`/`0`, `yes`/`no`).
+fn parse_bool(var: &'static str, value: &str) -> Result<bool, ConfigError> {
+    match value {
+        "true" | "1" | "yes" => Ok(true),
+        "false" | "0" | "no" => Ok(false),
+        other => Err(ConfigError::new(var, other, "expected true or false")),
     }
 }
 

@@ -226,7 +226,10 @@ async fn render(
     };
     page.error_field = page.error.as_deref().and_then(field_of);
     if let Some(token) = token(headers) {
-        match state.upstream.call_admin::<FaultsBody>(Method::GET, "/api/v1/admin/faults", &token, None).await
+        match state
+            .upstream
+            .call_admin::<FaultsBody>(Method::GET, yelb_core::api::ADMIN_FAULTS, &token, None, headers)
+            .await
         {
             Ok(body) => {
                 page.signed_in = true;
@@ -281,11 +284,28 @@ pub struct SignIn {
 
 /// `POST /console/sign-in`: checks the token against the app server, then
 /// keeps it in the cookie.
-pub async fn sign_in(State(state): State<UiState>, Form(form): Form<SignIn>) -> Response {
+pub async fn sign_in(
+    State(state): State<UiState>,
+    peer: Option<axum::Extension<yelb_service::Peer>>,
+    headers: HeaderMap,
+    Form(form): Form<SignIn>,
+) -> Response {
+    let client = yelb_service::client_of(peer.map(|p| p.0), &headers, &state.config.limits.trusted_proxies);
+    if let Err(wait) = state.sign_in_failures.check(client) {
+        let why =
+            format!("too many wrong tokens from your address; try again in {} s", wait.as_secs().max(1));
+        let mut response =
+            render(&state, &HeaderMap::new(), None, Some(why), StatusCode::TOO_MANY_REQUESTS).await;
+        response.headers_mut().insert(axum::http::header::RETRY_AFTER, wait.as_secs().max(1).into());
+        return response;
+    }
     let token = form.token.trim().to_owned();
     let valid = !token.is_empty() && token.chars().all(|c| c.is_ascii_graphic());
     let checked = if valid {
-        state.upstream.call_admin::<FaultsBody>(Method::GET, "/api/v1/admin/faults", &token, None).await
+        state
+            .upstream
+            .call_admin::<FaultsBody>(Method::GET, yelb_core::api::ADMIN_FAULTS, &token, None, &headers)
+            .await
     } else {
         Err(UiError::BadRequest("the token is printable characters without spaces".into()))
     };
@@ -298,9 +318,29 @@ pub async fn sign_in(State(state): State<UiState>, Form(form): Form<SignIn>) -> 
             }
             response
         }
-        Err(e) => render(&state, &HeaderMap::new(), None, Some(e.to_string()), status_of(&e)).await,
+        Err(e) => {
+            if matches!(e, UiError::Refused { status: 401 | 429, .. } | UiError::BadRequest(_)) {
+                state.sign_in_failures.fail(client);
+                tracing::warn!(%client, "console sign-in with a wrong stage token");
+            }
+            render(&state, &HeaderMap::new(), None, Some(e.to_string()), status_of(&e)).await
+        }
     }
 }
+
+/// Middleware on every console route: adds the browser's address to
+/// `X-Forwarded-For`, which the console's calls to the app server carry.
+pub async fn forwarded(mut request: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let peer = request.extensions().get::<yelb_service::Peer>().copied();
+    crate::server::proxy::append_forwarded_for(request.headers_mut(), peer);
+    next.run(request).await
+}
+
+/// Wrong tokens one browser may send to the sign-in form in a row, then
+/// one per [`SIGN_IN_REFILL_SECS`].
+pub const SIGN_IN_BURST: u32 = 5;
+/// Seconds per extra sign-in attempt after the burst.
+pub const SIGN_IN_REFILL_SECS: f64 = 5.0;
 
 /// `POST /console/sign-out`.
 pub async fn sign_out() -> Response {
@@ -334,7 +374,7 @@ async fn act<T: serde::de::DeserializeOwned>(
         let e = UiError::BadRequest("sign in first".into());
         return render(state, headers, None, Some(e.to_string()), StatusCode::UNAUTHORIZED).await;
     };
-    match state.upstream.call_admin::<T>(method, path, &token, json).await {
+    match state.upstream.call_admin::<T>(method, path, &token, json, headers).await {
         Ok(_) => back_to(done),
         Err(e) => render(state, headers, None, Some(e.to_string()), status_of(&e)).await,
     }
@@ -342,12 +382,12 @@ async fn act<T: serde::de::DeserializeOwned>(
 
 /// `POST /console/reset`.
 pub async fn reset(State(state): State<UiState>, headers: HeaderMap) -> Response {
-    act::<ResetReceipt>(&state, &headers, Method::POST, "/api/v1/admin/reset", None, "reset").await
+    act::<ResetReceipt>(&state, &headers, Method::POST, yelb_core::api::ADMIN_RESET, None, "reset").await
 }
 
 /// `POST /console/clear`.
 pub async fn clear(State(state): State<UiState>, headers: HeaderMap) -> Response {
-    act::<FaultsBody>(&state, &headers, Method::DELETE, "/api/v1/admin/faults", None, "cleared").await
+    act::<FaultsBody>(&state, &headers, Method::DELETE, yelb_core::api::ADMIN_FAULTS, None, "cleared").await
 }
 
 /// The fault form. Numbers arrive as text; empty means 0.
@@ -409,7 +449,8 @@ pub async fn set_fault(
     match form.spec() {
         Ok(spec) => {
             let json = serde_json::to_string(&spec).ok();
-            act::<FaultsBody>(&state, &headers, Method::PUT, "/api/v1/admin/faults", json, "fault").await
+            act::<FaultsBody>(&state, &headers, Method::PUT, yelb_core::api::ADMIN_FAULTS, json, "fault")
+                .await
         }
         Err(why) => render(&state, &headers, None, Some(why), StatusCode::UNPROCESSABLE_ENTITY).await,
     }
@@ -435,11 +476,13 @@ pub async fn preset(
     };
     if let Some(spec) = preset_fault(&form.preset, target) {
         let json = serde_json::to_string(&spec).ok();
-        return act::<FaultsBody>(&state, &headers, Method::PUT, "/api/v1/admin/faults", json, "fault").await;
+        return act::<FaultsBody>(&state, &headers, Method::PUT, yelb_core::api::ADMIN_FAULTS, json, "fault")
+            .await;
     }
     match form.preset.as_str() {
         "reset" => {
-            act::<ResetReceipt>(&state, &headers, Method::POST, "/api/v1/admin/reset", None, "reset").await
+            act::<ResetReceipt>(&state, &headers, Method::POST, yelb_core::api::ADMIN_RESET, None, "reset")
+                .await
         }
         "voters" => {
             if let Some(refused) = unless_signed_in(&state, &headers).await {
@@ -464,7 +507,7 @@ async fn check_signed_in(state: &UiState, headers: &HeaderMap) -> Result<(), UiE
     let token = token(headers).ok_or_else(|| UiError::BadRequest("sign in first".into()))?;
     state
         .upstream
-        .call_admin::<FaultsBody>(Method::GET, "/api/v1/admin/faults", &token, None)
+        .call_admin::<FaultsBody>(Method::GET, yelb_core::api::ADMIN_FAULTS, &token, None, headers)
         .await
         .map(|_| ())
 }

@@ -41,8 +41,8 @@ pub enum UiError {
     #[error("method {0} is not allowed here")]
     MethodNotAllowed(String),
     /// The UI already forwards as many event streams as it may.
-    #[error("this UI server already forwards {0} live streams; the page polls instead")]
-    TooManyStreams(usize),
+    #[error("{0}")]
+    TooManyStreams(#[from] yelb_service::StreamsFull),
 }
 
 impl UiError {

@@ -74,6 +74,8 @@ pub struct UiState {
     pub fanout: fanout::Fanout,
     /// The console's audience simulator.
     pub simulator: simulator::Simulator,
+    /// Wrong tokens at the console's sign-in, per browser.
+    pub sign_in_failures: yelb_service::FailureThrottle,
 }
 
 impl UiState {
@@ -85,9 +87,23 @@ impl UiState {
             .site_root(config.site_root.to_string_lossy().into_owned())
             .site_pkg_dir("pkg")
             .build();
-        let streams = yelb_service::StreamSlots::new(config.limits.max_streams);
+        let streams =
+            yelb_service::StreamSlots::new(config.limits.max_streams, config.limits.max_streams_per_client);
         let fanout = fanout::Fanout::new(upstream.clone());
-        UiState { config: Arc::new(config), upstream, leptos, streams, fanout, simulator: Default::default() }
+        let sign_in_failures = yelb_service::FailureThrottle::new(
+            console::SIGN_IN_BURST,
+            1.0 / console::SIGN_IN_REFILL_SECS,
+            20.0,
+        );
+        UiState {
+            config: Arc::new(config),
+            upstream,
+            leptos,
+            streams,
+            fanout,
+            simulator: Default::default(),
+            sign_in_failures,
+        }
     }
 
     fn bundle_present(&self) -> bool {
@@ -115,6 +131,19 @@ pub fn app(state: UiState) -> Router {
         .nest_service("/pkg", pkg)
         .route_layer(axum::middleware::from_fn(guard_pkg))
         .route("/vote/{restaurant}", post(page::vote))
+        .merge(console_routes())
+        .route("/api", any(forward))
+        .route("/api/{*rest}", any(forward))
+        .route("/healthz", get(|| async { axum::Json(json!({"status": "ok"})) }))
+        .route("/readyz", get(readyz))
+        .fallback(fallback)
+        .layer(axum::middleware::map_response(security::add_headers))
+        .with_state(state)
+}
+
+/// The console's routes, each request tagged with who sent it.
+fn console_routes() -> Router<UiState> {
+    Router::new()
         .route("/console", get(console::page))
         .route("/console/sign-in", post(console::sign_in))
         .route("/console/sign-out", post(console::sign_out))
@@ -124,13 +153,7 @@ pub fn app(state: UiState) -> Router {
         .route("/console/preset", post(console::preset))
         .route("/console/simulate", post(console::simulate))
         .route("/console/simulate/stop", post(console::stop_simulation))
-        .route("/api", any(forward))
-        .route("/api/{*rest}", any(forward))
-        .route("/healthz", get(|| async { axum::Json(json!({"status": "ok"})) }))
-        .route("/readyz", get(readyz))
-        .fallback(fallback)
-        .layer(axum::middleware::map_response(security::add_headers))
-        .with_state(state)
+        .route_layer(axum::middleware::from_fn(console::forwarded))
 }
 
 /// The bundle is a handful of plain file names. Anything else under `/pkg`
@@ -160,11 +183,23 @@ fn asset(content_type: &'static str, body: &'static str) -> Response {
 }
 
 async fn forward(State(state): State<UiState>, request: Request<Body>) -> Result<Response, UiError> {
+    let client = yelb_service::client_of(
+        request.extensions().get::<yelb_service::Peer>().copied(),
+        request.headers(),
+        &state.config.limits.trusted_proxies,
+    );
+    if !state.config.forward_admin && is_admin(&request) {
+        let body = json!({
+            "error": "stage control is not served on this public listener: use /console, or the app server's own address",
+            "status": 404,
+        });
+        return Ok((StatusCode::NOT_FOUND, axum::Json(body)).into_response());
+    }
     if is_live_events(&request) {
-        let slot = state.streams.try_open().ok_or(UiError::TooManyStreams(state.streams.max()))?;
+        let slot = state.streams.try_open(client)?;
         return state.fanout.open(slot, state.config.upstream_timeout).await;
     }
-    state.upstream.forward(request, &state.streams).await
+    state.upstream.forward(request, client, &state.streams).await
 }
 
 /// `GET /api/v1/events` (however many slashes): a screen, served by the
@@ -177,6 +212,14 @@ fn is_live_events(request: &Request<Body>) -> bool {
             .split('/')
             .filter(|s| !s.is_empty())
             .eq(yelb_core::api::EVENTS.split('/').filter(|s| !s.is_empty()))
+}
+
+/// `/api/v1/admin` and anything under it, however many slashes (the app
+/// server collapses them), in any letter case the router might accept.
+fn is_admin(request: &Request<Body>) -> bool {
+    let mut segments = request.uri().path().split('/').filter(|s| !s.is_empty());
+    let admin = yelb_core::api::ADMIN.split('/').filter(|s| !s.is_empty());
+    admin.into_iter().all(|want| segments.next().is_some_and(|got| got.eq_ignore_ascii_case(want)))
 }
 
 /// `//api/...` (the original UI's double slash) is forwarded as it is; the app
@@ -223,7 +266,7 @@ pub async fn run(
     }
     let addr = listener.local_addr()?;
     tracing::info!(%addr, appserver = %state.upstream.base(), keepalive = state.config.keepalive, "yelb-ui listening");
-    let limits = state.config.limits;
+    let limits = state.config.limits.clone();
     let fanout = state.fanout.clone();
     let shutdown = async move {
         shutdown.await;

@@ -198,20 +198,18 @@ impl Upstream {
     pub async fn forward(
         &self,
         request: Request<Body>,
+        client: std::net::IpAddr,
         streams: &StreamSlots,
     ) -> Result<Response<Body>, UiError> {
         if !FORWARDED_METHODS.contains(request.method()) {
             return Err(UiError::MethodNotAllowed(request.method().as_str().chars().take(20).collect()));
         }
-        let slot = if is_event_stream(&request) {
-            Some(streams.try_open().ok_or(UiError::TooManyStreams(streams.max()))?)
-        } else {
-            None
-        };
+        let slot = if is_event_stream(&request) { Some(streams.try_open(client)?) } else { None };
         let (mut parts, body) = request.into_parts();
         let path = parts.uri.path_and_query().map_or("/", |p| p.as_str()).to_owned();
         let host = parts.headers.get(header::HOST).cloned();
         strip_hop_by_hop(&mut parts.headers);
+        append_forwarded_for(&mut parts.headers, parts.extensions.get::<yelb_service::Peer>().copied());
         parts.headers.remove(header::HOST);
         if let Some(host) = host {
             parts.headers.insert(HeaderName::from_static("x-forwarded-host"), host);
@@ -302,7 +300,9 @@ impl Upstream {
     }
 
     /// Calls stage control (`/api/v1/admin/...`) with the speaker's token
-    /// and an optional JSON body; parses the JSON answer. A refusal (401,
+    /// and an optional JSON body, passing on `from`'s `X-Forwarded-For` (the
+    /// console's request, which [`crate::server::console::forwarded`] gave
+    /// one); parses the JSON answer. A refusal (401,
     /// 404 when stage control is off, 422) comes back with the app server's
     /// own words.
     pub async fn call_admin<T: DeserializeOwned>(
@@ -311,9 +311,10 @@ impl Upstream {
         path: &str,
         token: &str,
         json: Option<String>,
+        from: &HeaderMap,
     ) -> Result<T, UiError> {
         let body = json.unwrap_or_default();
-        let request = Request::builder()
+        let mut request = Request::builder()
             .method(method)
             .uri(self.uri(path)?)
             .header(header::ACCEPT, "application/json")
@@ -322,6 +323,11 @@ impl Upstream {
             .header(header::CONTENT_LENGTH, body.len())
             .body(Body::from(body))
             .map_err(|e| UiError::BadRequest(e.to_string()))?;
+        // Who is asking, so the app server throttles that client's wrong
+        // tokens rather than this UI's (it must trust this UI's address).
+        if let Some(chain) = from.get("x-forwarded-for") {
+            request.headers_mut().insert(HeaderName::from_static("x-forwarded-for"), chain.clone());
+        }
         let response = self.send(request, self.timeout).await?;
         read_json(response, path).await
     }
@@ -403,6 +409,22 @@ fn is_request_body_error(error: &hyper_util::client::legacy::Error) -> bool {
         inner = e.source();
     }
     false
+}
+
+/// Adds the peer to `X-Forwarded-For` (the chain a proxy passes on), so the
+/// app server can tell clients apart when it trusts this UI.
+pub(crate) fn append_forwarded_for(headers: &mut HeaderMap, peer: Option<yelb_service::Peer>) {
+    let Some(yelb_service::Peer(peer)) = peer else { return };
+    let name = HeaderName::from_static("x-forwarded-for");
+    let chain = headers.get_all(&name).iter().filter_map(|v| v.to_str().ok()).collect::<Vec<_>>().join(", ");
+    let value = if chain.is_empty() {
+        peer.ip().to_canonical().to_string()
+    } else {
+        format!("{chain}, {}", peer.ip().to_canonical())
+    };
+    if let Ok(value) = HeaderValue::from_str(&value) {
+        headers.insert(name, value);
+    }
 }
 
 fn strip_hop_by_hop(headers: &mut HeaderMap) {
