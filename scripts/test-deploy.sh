@@ -144,6 +144,9 @@ echo "the targets describe the same app (deploy/test/agree.py):"
 "$helm" template yelb deploy/helm/yelb > "$work/helm.yaml"
 "$venv/bin/python" deploy/test/agree.py docker-compose.yml deploy/swarm/stack.yml \
   "$work/loadbalancer.yaml" "$work/helm.yaml" deploy/ecs/yelb.yaml || fail "the deployment files disagree"
+# YELB_DEPLOY_OFFLINE_ONLY=1: stop here (the validators take a minute; the
+# rest, images and engines, about 25).
+if [ "${YELB_DEPLOY_OFFLINE_ONLY:-}" = 1 ]; then step_end; echo "offline validation: ok"; exit 0; fi
 
 step "build tools on this host (the Rust stand-in carries them)"
 for triple in x86_64-unknown-linux-musl aarch64-unknown-linux-musl wasm32-unknown-unknown; do
@@ -387,6 +390,27 @@ done
 [ -n "$counts_before" ] && [ "$counts_after" = "$counts_before" ] \
   || fail "votes lost across a database restart: $counts_before before, $counts_after after"
 echo "  votes kept across a database restart (named volume): $counts_after"
+
+step "scripts/up.sh compose: stage control with its token, the QR code on its audience URL"
+YELB_COMPOSE_FLAGS="--no-build --scale yelb-appserver=3" ./scripts/up.sh compose > "$work/up.log" 2>&1 \
+  || { cat "$work/up.log"; docker compose ps -a; fail "scripts/up.sh compose"; }
+sed 's/^/  /' "$work/up.log" | tail -n 7
+token=$(cat target/up/admin-token)
+audience=$(sed -n 's/^  audience URL:  \([^ ]*\).*/\1/p' "$work/up.log")
+[ -n "$audience" ] || fail "up.sh printed no audience URL"
+grep -q "${token:0:4}" "$work/up.log" && ! grep -q "$token" "$work/up.log" || fail "up.sh must show the token masked"
+in_netns curl -fsS "$ui/present" | grep -qF "$audience" || fail "the presenter view's QR code does not show $audience"
+in_netns curl -fsS -X POST "$ui/api/v1/votes/ihop" >/dev/null
+jar="$work/console.cookies"
+rm -f "$jar"
+status=$(in_netns curl -s -o /dev/null -w '%{http_code}' -c "$jar" --data-urlencode "token=$token" "$ui/console/sign-in")
+[ "$status" = 303 ] || fail "console sign-in with up.sh's token answered $status"
+status=$(in_netns curl -s -o /dev/null -w '%{http_code}' -b "$jar" -X POST "$ui/console/reset")
+[ "$status" = 303 ] || fail "console reset answered $status"
+in_netns curl -fsS "$ui/api/getvotes" | grep -q '"value":[1-9]' && fail "votes left after the console's reset"
+status=$(in_netns curl -s -o /dev/null -w '%{http_code}' -X POST -H "Authorization: Bearer $token" "$ui/api/v1/admin/reset")
+[ "$status" = 404 ] || fail "the public UI forwarded stage control ($status)"
+echo "  signed in at the console with up.sh's token and reset the votes; the QR code shows $audience; the public /api/v1/admin answers 404"
 
 step "docker stack deploy (Swarm, DNS round robin)"
 docker compose down -v --remove-orphans >/dev/null 2>&1

@@ -18,9 +18,26 @@ variable "registry" {
   default = ""
 }
 
+# The crate version (Cargo.toml): Nomad's docker driver always pulls a
+# `latest` tag, so a versioned tag is also what lets local images be used.
 variable "tag" {
   type    = string
-  default = "latest"
+  default = "0.1.0"
+}
+
+# Stage control's token (/console): empty, off. Pass one without committing
+# it: nomad job run -var "admin_token=$(openssl rand -hex 16)" ...
+variable "admin_token" {
+  type      = string
+  default   = ""
+  sensitive = true
+}
+
+# The QR code's URL (e.g. http://<the UI client's LAN address>:8080/);
+# empty, the URL the page was loaded from.
+variable "public_url" {
+  type    = string
+  default = ""
 }
 
 variable "db_password" {
@@ -182,6 +199,9 @@ job "yelb" {
         RACK_ENV            = "custom"
         YELB_DB_PASSWORD    = var.db_password
         YELB_SHUTDOWN_DELAY = "5"
+        YELB_ADMIN_TOKEN    = var.admin_token
+        # The UIs, whose X-Forwarded-For names the phone to throttle.
+        YELB_TRUSTED_PROXIES = "10.0.0.0/8,172.16.0.0/12,192.168.0.0/16,100.64.0.0/10,fc00::/7"
         # Where each allocation runs, for the spread panel.
         YELB_NODE = "${node.unique.name}"
         YELB_ZONE = "${node.datacenter}"
@@ -224,6 +244,10 @@ job "yelb" {
         image           = "${var.registry}yelb-ui:${var.tag}"
         ports           = ["http"]
         readonly_rootfs = true
+      }
+
+      env {
+        YELB_UI_PUBLIC_URL = var.public_url
       }
 
       # Every app server in the catalogue, taken in turn by the UI.

@@ -10,6 +10,11 @@ around a podman limitation, not a problem of the manifests:
 - The downward API's spec.nodeName (YELB_NODE) is not supported by podman
   4.3 ("fieldPath spec.nodeName is either not valid or not supported"), so
   it becomes a literal value naming the podman host.
+- The Secret yelb-admin and the ConfigMap yelb-ui are made by scripts/up.sh
+  on a cluster, not by the manifests: the Secret is written here with a
+  fresh token (so stage control's wiring is exercised), and the ConfigMap's
+  optional public URL becomes an empty literal (podman 4.3 does not look
+  ConfigMaps up by name).
 - yelb-db keeps a writable root and no emptyDir for its socket: podman does
   not apply fsGroup to emptyDir volumes, so Postgres (UID 999) could not
   write there.
@@ -23,6 +28,7 @@ Usage: podman-kube.py RENDERED OUT_YAML SECRETS_DIR
 import base64
 import json
 import os
+import secrets as random
 import sys
 
 import yaml
@@ -31,6 +37,8 @@ rendered, out, secrets = sys.argv[1:4]
 docs = [d for d in yaml.safe_load_all(open(rendered)) if d]
 os.makedirs(secrets, exist_ok=True)
 kept = []
+with open(os.path.join(secrets, "yelb-admin"), "w") as f:
+    json.dump({"token": base64.b64encode(random.token_hex(16).encode()).decode()}, f)
 for doc in docs:
     if doc["kind"] == "Secret":
         data = {k: base64.b64encode(v.encode()).decode() for k, v in doc.get("stringData", {}).items()}
@@ -46,6 +54,9 @@ for doc in docs:
                 if env.get("valueFrom", {}).get("fieldRef", {}).get("fieldPath") == "spec.nodeName":
                     env.pop("valueFrom")
                     env["value"] = "podman-host"
+                if "configMapKeyRef" in env.get("valueFrom", {}):
+                    env.pop("valueFrom")
+                    env["value"] = ""
         if doc["metadata"]["name"] == "yelb-db":
             container = pod["containers"][0]
             container["securityContext"].pop("readOnlyRootFilesystem", None)
