@@ -58,9 +58,9 @@ const VOTE_BATCH: &str = "\
 INSERT INTO restaurants AS r (name, count)
 SELECT v.name, v.n FROM unnest($1::text[], $2::int4[]) AS v(name, n)
 ON CONFLICT (name) DO UPDATE SET count = coalesce(r.count, 0) + excluded.count
-RETURNING trim(r.name), r.count";
+RETURNING trim(r.name), r.count::bigint";
 
-const READ_ALL: &str = "SELECT trim(name), coalesce(count, 0) FROM restaurants";
+const READ_ALL: &str = "SELECT trim(name), coalesce(count, 0)::bigint FROM restaurants";
 
 /// What the batcher answers one vote.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -262,10 +262,10 @@ pub(crate) fn counts_from_rows(rows: &[tokio_postgres::Row]) -> VoteCounts {
     let mut counts = VoteCounts::default();
     for row in rows {
         let name: &str = row.get(0);
-        let count: Option<i32> = row.get(1);
+        let count: Option<i64> = row.get(1);
         // Rows for names that are not ours (someone's experiment) are ignored.
         if let Ok(r) = name.parse::<Restaurant>() {
-            *counts.get_mut(r) = i64::from(count.unwrap_or(0));
+            *counts.get_mut(r) = count.unwrap_or(0);
         }
     }
     counts

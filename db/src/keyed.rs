@@ -68,7 +68,7 @@ WITH up AS (
   INSERT INTO restaurants AS r (name, count)
   SELECT v.name, v.n FROM unnest($1::text[], $2::int4[]) AS v(name, n)
   ON CONFLICT (name) DO UPDATE SET count = coalesce(r.count, 0) + excluded.count
-  RETURNING trim(r.name) AS name, r.count
+  RETURNING trim(r.name) AS name, r.count::bigint AS count
 ), recorded AS (
   UPDATE yelb_vote_keys AS k SET count = up.count - v.back
   FROM unnest($3::text[], $4::text[], $5::int4[]) AS v(key, restaurant, back)

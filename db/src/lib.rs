@@ -12,7 +12,7 @@
 //!   not answer now" to a caller, and says why in its message.
 //!
 //! The table is the original's, unchanged (`name char(30) PRIMARY KEY,
-//! count integer`), so the original app server and database image work with it.
+//! count integer`, widened to `bigint` in place), so the original app server and database image work with it.
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -9,7 +9,13 @@
 //! 2. `restaurants (name char(30) PRIMARY KEY, count integer)`;
 //! 3. one row per restaurant at 0;
 //! 4. `yelb_vote_keys`, our addition for idempotent votes (the original
-//!    never reads it).
+//!    never reads it);
+//! 5. `count` widened from `integer` to `bigint` where it is still 32-bit
+//!    (the original image's table): at 2,147,483,647 votes an `integer`
+//!    overflows and fails every batch holding that restaurant, innocent votes
+//!    with it. The original app server reads the column as text, so it reads
+//!    a `bigint` the same; our reads cast to `bigint`, so they work before
+//!    and after. The rewrite of four rows takes milliseconds.
 //!
 //! Every step tolerates another replica doing the same at the same moment:
 //! the table and its seed rows are created in one transaction that first
@@ -26,8 +32,16 @@ use yelb_core::Restaurant;
 
 use crate::{DbError, PgConfig, Result};
 
-const CREATE_TABLE: &str =
-    "CREATE TABLE IF NOT EXISTS restaurants (name char(30) PRIMARY KEY, count integer)";
+const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS restaurants (name char(30) PRIMARY KEY, count bigint)";
+
+/// Step 5: a 32-bit counter becomes 64-bit (in place; a no-op once done).
+const WIDEN_COUNT: &str = "\
+DO $$ BEGIN
+  IF (SELECT data_type FROM information_schema.columns
+      WHERE table_schema = current_schema() AND table_name = 'restaurants' AND column_name = 'count') = 'integer'
+  THEN ALTER TABLE restaurants ALTER COLUMN count TYPE bigint;
+  END IF;
+END $$";
 
 /// Serialises schema creation between replicas; released at commit.
 const LOCK: &str = "SELECT pg_advisory_xact_lock(hashtext('yelb:schema'))";
@@ -68,6 +82,7 @@ async fn create_table(client: &mut deadpool_postgres::Object) -> Result<()> {
     let tx = client.transaction().await?;
     tx.execute(LOCK, &[]).await?;
     tx.execute(CREATE_TABLE, &[]).await?;
+    tx.batch_execute(WIDEN_COUNT).await?;
     tx.execute(crate::keyed::CREATE_KEYS, &[]).await?;
     let names: Vec<&str> = Restaurant::ALL.iter().map(|r| r.slug()).collect();
     tx.execute(SEED, &[&names]).await?;

@@ -35,7 +35,8 @@ async fn ensure_schema_creates_the_database_table_and_four_seed_rows() {
         "SELECT column_name || ':' || data_type || ':' || coalesce(character_maximum_length, 0) \
          FROM information_schema.columns WHERE table_name = 'restaurants' ORDER BY ordinal_position",
     );
-    assert_eq!(columns, "name:character:30\ncount:integer:0", "the original layout");
+    // The original layout, with the counter 64-bit (the original reads it as text).
+    assert_eq!(columns, "name:character:30\ncount:bigint:0", "the original layout, count widened");
 }
 
 #[tokio::test]
@@ -75,6 +76,35 @@ async fn a_database_prepared_like_the_original_image_is_used_as_is() {
     db.ensure_schema().await.unwrap();
     assert_eq!(db.votes().await.unwrap(), VoteCounts { outback: 7, ihop: 3, ..Default::default() });
     assert_eq!(db.vote(Restaurant::Outback).await.unwrap().count, 8);
+}
+
+#[tokio::test]
+async fn a_counter_at_the_32_bit_limit_keeps_counting_and_spares_the_other_votes() {
+    // The original image's table, with IHOP one vote from 2^31 - 1.
+    let name = unique_name("yelb_big");
+    let pg = shared_pg();
+    pg.psql("postgres", &format!("CREATE DATABASE {name}"));
+    pg.psql(
+        &name,
+        "CREATE TABLE restaurants (name char(30), count integer, PRIMARY KEY (name)); \
+         INSERT INTO restaurants (name, count) VALUES ('outback', 0), ('bucadibeppo', 0), ('chipotle', 0), ('ihop', 2147483646);",
+    );
+    let db = Db::new(config(pg, &name), &DbOptions::default()).unwrap();
+    db.ensure_schema().await.unwrap();
+    // A batch of votes for IHOP past the limit, and others beside them.
+    let mut tasks = Vec::new();
+    for i in 0..40 {
+        let db = db.clone();
+        let r = if i % 2 == 0 { Restaurant::Ihop } else { Restaurant::Chipotle };
+        tasks.push(tokio::spawn(async move { db.vote(r).await }));
+    }
+    for t in tasks {
+        t.await.unwrap().expect("no vote fails at the 32-bit limit");
+    }
+    let counts = db.votes().await.unwrap();
+    assert_eq!(counts.ihop, 2_147_483_646 + 20);
+    assert_eq!(counts.chipotle, 20);
+    assert_eq!(pg.psql(&name, "SELECT count FROM restaurants WHERE name = 'ihop'"), "2147483666");
 }
 
 #[tokio::test]
