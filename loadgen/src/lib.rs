@@ -88,6 +88,15 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 /// The `q` quantile of sorted microsecond latencies, in ms.
+/// The pause between one voter's votes so that `users` voters together make
+/// `rate` votes a second; `jitter` in 0..1 spreads it over 0.5 to 1.5 times
+/// the mean. At most an hour: a rate like 1e-300 means "hardly ever", not a
+/// duration too large to represent.
+pub(crate) fn think_time(users: usize, rate: f64, jitter: f64) -> Duration {
+    let secs = users as f64 / rate * (0.5 + jitter);
+    Duration::try_from_secs_f64(secs.min(3600.0)).unwrap_or(Duration::from_secs(3600))
+}
+
 pub(crate) fn quantile(sorted: &[u32], q: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
@@ -266,8 +275,7 @@ impl Voter {
             if self.rate > 0.0 {
                 // Think time so that all voters together make `rate` votes a
                 // second, jittered so they do not march in step.
-                let mean = users as f64 / self.rate;
-                let wait = Duration::from_secs_f64(mean * (0.5 + fastrand::f64()));
+                let wait = think_time(users, self.rate, fastrand::f64());
                 tokio::time::sleep_until((tokio::time::Instant::now() + wait).min(deadline)).await;
             }
         }
@@ -319,5 +327,18 @@ impl Voter {
             }
         }
         self.stats.given_up.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_vanishing_rate_gives_a_long_wait_not_a_panic() {
+        assert_eq!(think_time(10, 1e-300, 0.5), Duration::from_secs(3600));
+        assert_eq!(think_time(10, f64::MIN_POSITIVE, 0.99), Duration::from_secs(3600));
+        let t = think_time(10, 100.0, 0.5);
+        assert!((t.as_secs_f64() - 0.1).abs() < 1e-9, "{t:?}");
     }
 }

@@ -263,3 +263,33 @@ async fn guessing_at_the_console_sign_in_is_throttled_per_browser() {
     let answer = sign_in("127.0.0.3", "hostile-test-token-4f9a").await;
     assert_eq!(status(&answer), "303", "{answer}");
 }
+
+#[tokio::test]
+async fn an_oversized_body_gets_413_or_400_never_a_502_blaming_the_app_server() {
+    let app = AppServer::start(&real_backends(), 0).await;
+    let ui = UiServer::start(&app.url(), &[]).await;
+    http().get(format!("{}/api/getvotes", ui.url)).send().await.unwrap();
+    let big = "x".repeat(3 * 1024 * 1024);
+    let r = http()
+        .post(format!("{}/api/v1/votes", ui.url))
+        .header("content-type", "application/json")
+        .body(big.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 413);
+    let body: Value = r.json().await.unwrap();
+    assert!(body["error"].as_str().unwrap().contains("larger than"), "{body}");
+    // Chunked, with no length to check first: cut and refused as the client's fault.
+    let stream = futures_util::stream::iter((0..48).map(|_| Ok::<_, std::io::Error>(vec![b'x'; 64 * 1024])));
+    let r = http()
+        .post(format!("{}/api/v1/votes", ui.url))
+        .header("content-type", "application/json")
+        .body(reqwest::Body::wrap_stream(stream))
+        .send()
+        .await;
+    if let Ok(r) = r {
+        assert!(r.status().is_client_error(), "a chunked 3 MB body: {}", r.status());
+    }
+    assert_eq!(readyz(&ui).await["appserver"], "reachable", "the app server did nothing wrong");
+}

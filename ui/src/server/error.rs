@@ -37,6 +37,9 @@ pub enum UiError {
     /// The browser's request cannot be forwarded.
     #[error("bad request: {0}")]
     BadRequest(String),
+    /// A request body larger than any API call needs.
+    #[error("the request body is larger than {0} bytes, more than any API call needs")]
+    BodyTooLarge(usize),
     /// A method the UI does not forward (`CONNECT`, `TRACE`, inventions).
     #[error("method {0} is not allowed here")]
     MethodNotAllowed(String),
@@ -55,6 +58,7 @@ impl UiError {
                 StatusCode::from_u16(*status).unwrap_or(StatusCode::BAD_GATEWAY)
             }
             UiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            UiError::BodyTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             UiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             UiError::TooManyStreams(_) => StatusCode::SERVICE_UNAVAILABLE,
         }

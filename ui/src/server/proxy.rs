@@ -205,7 +205,18 @@ impl Upstream {
             return Err(UiError::MethodNotAllowed(request.method().as_str().chars().take(20).collect()));
         }
         let slot = if is_event_stream(&request) { Some(streams.try_open(client)?) } else { None };
+        let declared = request
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|n| n > MAX_FORWARDED_BODY as u64) {
+            return Err(UiError::BodyTooLarge(MAX_FORWARDED_BODY));
+        }
         let (mut parts, body) = request.into_parts();
+        // A chunked body is cut at the same size; the app server never sees
+        // the rest (the client gets 400, its body could not be read whole).
+        let body = Body::new(http_body_util::Limited::new(body, MAX_FORWARDED_BODY));
         let path = parts.uri.path_and_query().map_or("/", |p| p.as_str()).to_owned();
         let host = parts.headers.get(header::HOST).cloned();
         strip_hop_by_hop(&mut parts.headers);
@@ -384,6 +395,11 @@ fn rotated(mut addrs: Vec<SocketAddr>, turn: usize) -> Vec<SocketAddr> {
 /// inventions) are answered 405 here.
 const FORWARDED_METHODS: [Method; 7] =
     [Method::GET, Method::HEAD, Method::POST, Method::PUT, Method::DELETE, Method::OPTIONS, Method::PATCH];
+
+/// The largest request body forwarded: every API body is a few hundred
+/// bytes, and the app server refuses more than 2 MiB by closing the
+/// connection mid-body, which the browser would otherwise see as a 502.
+pub const MAX_FORWARDED_BODY: usize = 64 * 1024;
 
 /// Whether the browser asks for a long-lived event stream.
 fn is_event_stream(request: &Request<Body>) -> bool {
