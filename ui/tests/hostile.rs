@@ -293,3 +293,31 @@ async fn an_oversized_body_gets_413_or_400_never_a_502_blaming_the_app_server() 
     }
     assert_eq!(readyz(&ui).await["appserver"], "reachable", "the app server did nothing wrong");
 }
+
+#[tokio::test]
+async fn a_console_form_posted_from_another_port_of_the_same_host_is_refused() {
+    let token = "hostile-test-token-4f9a";
+    let app = AppServer::start(&[format!("--admin-token={token}")], 0).await;
+    let ui = UiServer::start(&app.url(), &[]).await;
+    let host = ui.url.trim_start_matches("http://").to_owned();
+    let cookie = format!("yelb_admin={token}");
+    let post = |path: &'static str, origin: Option<String>, referer: Option<String>| {
+        let mut r = http().post(format!("{}{path}", ui.url)).header("cookie", cookie.clone());
+        if let Some(o) = origin {
+            r = r.header("origin", o);
+        }
+        if let Some(o) = referer {
+            r = r.header("referer", o);
+        }
+        async move { r.send().await.unwrap().status().as_u16() }
+    };
+    let evil = "http://127.0.0.1:1/".to_owned();
+    for path in ["/console/reset", "/console/clear", "/console/sign-out", "/console/simulate"] {
+        assert_eq!(post(path, Some(evil.clone()), None).await, 403, "{path} from another port");
+        assert_eq!(post(path, None, Some(format!("{evil}attack.html"))).await, 403, "{path} by Referer");
+        assert_eq!(post(path, Some("null".into()), None).await, 403, "{path} from an opaque origin");
+    }
+    // From the console itself, it acts (303 back to the page).
+    assert_eq!(post("/console/reset", Some(format!("http://{host}")), None).await, 303);
+    assert_eq!(post("/console/reset", None, None).await, 303, "no Origin at all: the cookie decides");
+}

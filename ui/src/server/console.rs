@@ -328,6 +328,46 @@ pub async fn sign_in(
     }
 }
 
+/// Middleware on every console form: a `POST` whose `Origin` (or, without
+/// one, `Referer`) names another site than the one it was sent to (another
+/// port or subdomain included, which `SameSite` cookies do not stop) gets
+/// 403 before it acts. A request with neither (curl, a privacy proxy) goes
+/// through: the cookie still guards it.
+pub async fn same_origin(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    if request.method() == Method::POST
+        && let Some(from) = claimed_origin(request.headers())
+    {
+        let to = request
+            .headers()
+            .get("x-forwarded-host")
+            .or_else(|| request.headers().get(axum::http::header::HOST))
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default();
+        if !from.eq_ignore_ascii_case(to) {
+            tracing::warn!(origin = %from, host = %to, "console form from another site refused");
+            let body = serde_json::json!({
+                "error": "this form was sent from another site; open the console itself and try again",
+                "status": 403,
+            });
+            return (StatusCode::FORBIDDEN, axum::Json(body)).into_response();
+        }
+    }
+    next.run(request).await
+}
+
+/// The `host[:port]` of the page that sent a request, from `Origin` or
+/// `Referer`; `Origin: null` (a sandboxed or opaque page) names no host,
+/// which never matches.
+fn claimed_origin(headers: &HeaderMap) -> Option<String> {
+    let value = headers
+        .get(axum::http::header::ORIGIN)
+        .or_else(|| headers.get(axum::http::header::REFERER))?
+        .to_str()
+        .unwrap_or("null");
+    let rest = value.split_once("://").map_or("", |(_, rest)| rest);
+    Some(rest.split(['/', '?', '#']).next().unwrap_or_default().to_owned())
+}
+
 /// Middleware on every console route: adds the browser's address to
 /// `X-Forwarded-For`, which the console's calls to the app server carry.
 pub async fn forwarded(mut request: axum::extract::Request, next: axum::middleware::Next) -> Response {

@@ -154,6 +154,7 @@ fn console_routes() -> Router<UiState> {
         .route("/console/simulate", post(console::simulate))
         .route("/console/simulate/stop", post(console::stop_simulation))
         .route_layer(axum::middleware::from_fn(console::forwarded))
+        .route_layer(axum::middleware::from_fn(console::same_origin))
 }
 
 /// The bundle is a handful of plain file names. Anything else under `/pkg`
