@@ -274,14 +274,6 @@ fn non_empty(value: Option<&String>) -> Option<&str> {
     value.map(|s| s.trim()).filter(|s| !s.is_empty())
 }
 
-/// Whether `value` is a colour the UI may put in a style: a CSS name or hex.
-fn is_colour(value: &str) -> bool {
-    match value.strip_prefix('#') {
-        Some(hex) => matches!(hex.len(), 3 | 6) && hex.chars().all(|c| c.is_ascii_hexdigit()),
-        None => (1..=30).contains(&value.len()) && value.chars().all(|c| c.is_ascii_alphabetic()),
-    }
-}
-
 /// The orchestrator, from variables each one sets in its containers.
 fn detect_orchestrator() -> &'static str {
     let set = |var: &str| std::env::var_os(var).is_some();
@@ -303,7 +295,7 @@ fn detect_orchestrator() -> &'static str {
 fn placement(args: &Args) -> Result<yelb_core::wire::Placement, ConfigError> {
     let color = non_empty(args.color.as_ref());
     if let Some(c) = color
-        && !is_colour(c)
+        && !yelb_core::wire::is_colour(c)
     {
         return Err(ConfigError::new("YELB_COLOR", c, "expected a CSS colour name or #rgb / #rrggbb"));
     }

@@ -79,10 +79,13 @@ pub async fn list(state: &AppState) -> Result<Vec<ReplicaInfo>, AppError> {
                 .map_err(crate::store::StoreError::from)?
                 .into_iter()
                 .map(|(hostname, served, seen, placement)| ReplicaInfo {
-                    hostname,
+                    hostname: hostname.chars().filter(|c| c.is_ascii_graphic()).take(253).collect(),
                     served,
                     last_seen_ms: now.saturating_sub(seen),
-                    placement: placement.and_then(|json| serde_json::from_str::<Placement>(&json).ok()),
+                    // Anyone who can write to Redis writes here: shown only once checked.
+                    placement: placement
+                        .and_then(|json| serde_json::from_str::<Placement>(&json).ok())
+                        .map(Placement::sanitized),
                 })
                 .filter(|r| r.last_seen_ms <= forget)
                 .collect())

@@ -181,6 +181,47 @@ pub struct Placement {
     pub orchestrator: String,
 }
 
+/// Whether `value` is a colour a page may put in a style: a CSS colour name
+/// (letters only, at most 30) or `#rgb`/`#rrggbb`. Nothing else reaches a
+/// `style` attribute, whoever wrote it (a replica's setting, or anyone who
+/// can write to Redis).
+pub fn is_colour(value: &str) -> bool {
+    match value.strip_prefix('#') {
+        Some(hex) => matches!(hex.len(), 3 | 6) && hex.chars().all(|c| c.is_ascii_hexdigit()),
+        None => (1..=30).contains(&value.len()) && value.chars().all(|c| c.is_ascii_alphabetic()),
+    }
+}
+
+/// At most `max` characters of `text`, control characters dropped.
+fn bounded(text: &str, max: usize) -> String {
+    text.chars().filter(|c| !c.is_control()).take(max).collect()
+}
+
+impl Placement {
+    /// The longest message shown (`YELB_MESSAGE`'s own limit).
+    pub const MAX_MESSAGE: usize = 80;
+
+    /// This placement as read from a shared store (Redis), made safe to
+    /// show: a colour only if [`is_colour`], every text bounded and without
+    /// control characters.
+    pub fn sanitized(self) -> Placement {
+        Placement {
+            version: bounded(&self.version, 40),
+            color: self.color.filter(|c| is_colour(c)),
+            message: self.message.map(|m| bounded(&m, Self::MAX_MESSAGE)),
+            node: self.node.map(|n| bounded(&n, 253)),
+            zone: self.zone.map(|z| bounded(&z, 253)),
+            arch: bounded(&self.arch, 20),
+            orchestrator: bounded(&self.orchestrator, 20),
+        }
+    }
+
+    /// The colour, if it is one ([`is_colour`]).
+    pub fn checked_color(&self) -> Option<&str> {
+        self.color.as_deref().filter(|c| is_colour(c))
+    }
+}
+
 /// `GET /api/v1/replicas`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ReplicasBody {
@@ -336,6 +377,27 @@ pub struct ErrorBody {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn only_colours_reach_a_style() {
+        for good in ["teal", "#0a0", "#00aa00", "RebeccaPurple"] {
+            assert!(is_colour(good), "{good}");
+        }
+        for bad in ["red;background:url(x)", "#0a", "#gggggg", "", "red ", "expression(alert(1))"] {
+            assert!(!is_colour(bad), "{bad}");
+        }
+        let p = Placement {
+            version: "1".into(),
+            color: Some("red}body{display:none".into()),
+            message: None,
+            node: None,
+            zone: None,
+            arch: "x86_64".into(),
+            orchestrator: "docker".into(),
+        };
+        assert_eq!(p.checked_color(), None);
+        assert_eq!(p.sanitized().color, None);
+    }
+
     use super::*;
 
     #[test]

@@ -158,7 +158,7 @@ fn Topology() -> impl IntoView {
             .map(|r| {
                 let (state, fault) = replica_state(&r, &faults);
                 let rate = rates.iter().find(|(h, _)| *h == r.hostname).map_or(0.0, |(_, x)| *x);
-                let colour = r.placement.as_ref().and_then(|p| p.color.clone());
+                let colour = r.placement.as_ref().and_then(|p| p.checked_color().map(str::to_owned));
                 let style = colour.map(|c| format!("border-color:{c}")).unwrap_or_default();
                 let version =
                     r.placement.as_ref().map(|p| format!("v{} · {}", p.version, p.arch)).unwrap_or_default();
@@ -354,7 +354,7 @@ fn rows(counts: Vec<(String, u64)>, replicas: &[ReplicaInfo], faults: &[Fault]) 
                 })
                 .unwrap_or_default();
             let fault = fault_badge(faults, &host);
-            Row { color: placement.and_then(|p| p.color.clone()), note, fault, host, n }
+            Row { color: placement.and_then(|p| p.checked_color().map(str::to_owned)), note, fault, host, n }
         })
         .collect()
 }

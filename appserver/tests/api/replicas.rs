@@ -109,3 +109,47 @@ async fn the_replicas_endpoint_shows_every_replica_and_what_it_served() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+#[tokio::test]
+async fn a_placement_poisoned_in_redis_is_shown_only_once_made_harmless() {
+    let db = format!("--database-url={}", shared_pg().url(&unique_name("yelb_poison")));
+    let prefix = format!("{}:", unique_name("poison"));
+    let rd = format!("--redis-url={}", shared_redis().url());
+    let app = spawn_with(&[&db, &rd, &format!("--redis-key-prefix={prefix}")]).await.wait_ready().await;
+    // Someone with write access to Redis, posing as a replica.
+    let options = yelb_cache::CacheOptions { key_prefix: prefix, ..Default::default() };
+    let cache = yelb_cache::Cache::new(&shared_redis().url(), &options).unwrap();
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64;
+    let long = "x".repeat(5000);
+    let placement = serde_json::json!({
+        "version": "6.6.6", "arch": "x86_64", "orchestrator": "docker",
+        "color": "red;background:url(//evil.example/x)",
+        "message": format!("\u{7}{long}"),
+        "node": "n1",
+    });
+    cache.report_served("evil\nreplica", 1, now, &placement.to_string()).await.unwrap();
+    let body = app.get_json("/api/v1/replicas").await;
+    let evil = body["replicas"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["hostname"] == "evilreplica")
+        .unwrap_or_else(|| panic!("the poisoned entry, its hostname cleaned: {body}"));
+    assert!(evil["placement"].get("color").is_none(), "a colour that is not one is dropped: {evil}");
+    let message = evil["placement"]["message"].as_str().unwrap();
+    assert_eq!(message.chars().count(), 80, "bounded");
+    assert!(!message.contains('\u{7}'), "control characters dropped");
+    // A real colour still shows.
+    let good =
+        serde_json::json!({"version": "1", "arch": "x86_64", "orchestrator": "docker", "color": "#0a0"});
+    cache.report_served("good-replica", 1, now, &good.to_string()).await.unwrap();
+    let body = app.get_json("/api/v1/replicas").await;
+    let good = body["replicas"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["hostname"] == "good-replica")
+        .unwrap()
+        .clone();
+    assert_eq!(good["placement"]["color"], "#0a0");
+}
