@@ -161,19 +161,21 @@ fn start_background(state: &AppState) {
         });
     }
     if let Some(db) = state.votes().as_postgres() {
-        // Idempotency keys are kept a day; prune hourly from every replica
-        // (the DELETE is cheap and harmless when another replica just ran it).
+        // Idempotency keys are kept a quarter of an hour (a retry comes in
+        // seconds; a flood of fresh keys must not pile up for a day); prune
+        // every minute from every replica (cheap at that size, and harmless
+        // when another replica just ran it).
         let (db, stop) = (db.clone(), state.stop_token().clone());
         tokio::spawn(async move {
-            let mut every = tokio::time::interval(Duration::from_secs(3600));
+            let mut every = tokio::time::interval(Duration::from_secs(60));
             loop {
                 tokio::select! {
                     _ = every.tick() => {}
                     () = stop.cancelled() => break,
                 }
-                match db.prune_vote_keys().await {
+                match db.prune_vote_keys(yelb_db::KEY_RETENTION_MINUTES).await {
                     Ok(0) | Err(yelb_db::DbError::NotReady) => {}
-                    Ok(n) => tracing::info!(keys = n, "forgot idempotency keys older than a day"),
+                    Ok(n) => tracing::info!(keys = n, "forgot idempotency keys older than 15 minutes"),
                     Err(e) => tracing::debug!(error = %e, "could not prune idempotency keys"),
                 }
             }

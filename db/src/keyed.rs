@@ -30,8 +30,9 @@
 //! ([`DbError::KeyReused`]) without failing the rest of its batch.
 //!
 //! The table is an addition next to the original `restaurants`, which stays
-//! exactly as the original app server expects. Keys are kept for a day
-//! ([`prune`]).
+//! exactly as the original app server expects. Keys are kept for
+//! [`KEY_RETENTION_MINUTES`] ([`prune`]): long enough for any client's retry,
+//! short enough that a flood of fresh keys cannot grow the table for hours.
 
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
@@ -47,6 +48,10 @@ use crate::{DbError, Result};
 pub(crate) const CREATE_KEYS: &str = "CREATE TABLE IF NOT EXISTS yelb_vote_keys (\
      key text PRIMARY KEY, restaurant text NOT NULL, count integer, \
      created_at timestamptz NOT NULL DEFAULT now())";
+
+/// The prune's index: it runs every minute.
+pub(crate) const INDEX_KEYS: &str =
+    "CREATE INDEX IF NOT EXISTS yelb_vote_keys_created_at ON yelb_vote_keys (created_at)";
 
 /// Claims the keys not seen before and returns them. A key that another
 /// open transaction is claiming waits for it, then counts as seen.
@@ -77,7 +82,10 @@ WITH up AS (
 )
 SELECT name, count FROM up";
 
-const PRUNE: &str = "DELETE FROM yelb_vote_keys WHERE created_at < now() - interval '1 day'";
+/// How long an idempotency key is remembered: a retry comes within seconds.
+pub const KEY_RETENTION_MINUTES: u32 = 15;
+
+const PRUNE: &str = "DELETE FROM yelb_vote_keys WHERE created_at < now() - make_interval(mins => $1)";
 
 /// What a keyed vote did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -243,8 +251,9 @@ fn replay(restaurant: Restaurant, first: &str, count: i64) -> Result<Tally> {
     }
 }
 
-/// Deletes keys older than a day; returns how many.
-pub(crate) async fn prune(pool: &Pool) -> Result<u64> {
+/// Deletes keys older than `minutes`; returns how many.
+pub(crate) async fn prune(pool: &Pool, minutes: u32) -> Result<u64> {
     let client = pool.get().await?;
-    Ok(client.execute(PRUNE, &[]).await?)
+    let minutes = i32::try_from(minutes).unwrap_or(i32::MAX);
+    Ok(client.execute(PRUNE, &[&minutes]).await?)
 }

@@ -25,7 +25,7 @@ pub mod batch;
 pub mod keyed;
 pub mod schema;
 
-pub use keyed::KeyedVote;
+pub use keyed::{KEY_RETENTION_MINUTES, KeyedVote};
 
 pub use tokio_postgres::Config as PgConfig;
 
@@ -261,10 +261,11 @@ impl Db {
         Ok(KeyedVote { count: tally.count, replayed: tally.replayed, counts: tally.counts })
     }
 
-    /// Forgets idempotency keys older than a day; returns how many.
-    pub async fn prune_vote_keys(&self) -> Result<u64> {
+    /// Forgets idempotency keys older than `minutes`
+    /// ([`keyed::KEY_RETENTION_MINUTES`] is what the app server keeps); returns how many.
+    pub async fn prune_vote_keys(&self, minutes: u32) -> Result<u64> {
         self.check_ready()?;
-        keyed::prune(&self.inner.pool).await
+        keyed::prune(&self.inner.pool, minutes).await
     }
 
     /// Sets every count to zero and forgets every idempotency key, in one

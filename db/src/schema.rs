@@ -84,6 +84,7 @@ async fn create_table(client: &mut deadpool_postgres::Object) -> Result<()> {
     tx.execute(CREATE_TABLE, &[]).await?;
     tx.batch_execute(WIDEN_COUNT).await?;
     tx.execute(crate::keyed::CREATE_KEYS, &[]).await?;
+    tx.execute(crate::keyed::INDEX_KEYS, &[]).await?;
     let names: Vec<&str> = Restaurant::ALL.iter().map(|r| r.slug()).collect();
     tx.execute(SEED, &[&names]).await?;
     tx.commit().await?;

@@ -471,3 +471,20 @@ async fn keyed_voters_retrying_through_a_postgres_crash_count_every_key_exactly_
     assert_eq!(db.votes().await.unwrap().total(), 2400, "every key counted once: none lost, none twice");
     assert_eq!(pg.psql("yelbdatabase", "SELECT count(*) FROM yelb_vote_keys"), "2400");
 }
+
+#[tokio::test]
+async fn keys_are_forgotten_after_a_quarter_of_an_hour_not_a_day() {
+    let (db, name) = fresh_db().await;
+    assert_eq!(yelb_db::KEY_RETENTION_MINUTES, 15);
+    let k = key("old-click");
+    db.vote_once(&k, Restaurant::Ihop).await.unwrap();
+    db.vote_once(&key("new-click"), Restaurant::Ihop).await.unwrap();
+    // One key sixteen minutes old, one fresh.
+    shared_pg().psql(
+        &name,
+        "UPDATE yelb_vote_keys SET created_at = now() - interval '16 minutes' WHERE key = 'old-click'",
+    );
+    assert_eq!(db.prune_vote_keys(yelb_db::KEY_RETENTION_MINUTES).await.unwrap(), 1);
+    assert_eq!(shared_pg().psql(&name, "SELECT key FROM yelb_vote_keys"), "new-click");
+    assert_eq!(db.prune_vote_keys(yelb_db::KEY_RETENTION_MINUTES).await.unwrap(), 0);
+}
