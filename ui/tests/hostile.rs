@@ -321,3 +321,15 @@ async fn a_console_form_posted_from_another_port_of_the_same_host_is_refused() {
     assert_eq!(post("/console/reset", Some(format!("http://{host}")), None).await, 303);
     assert_eq!(post("/console/reset", None, None).await, 303, "no Origin at all: the cookie decides");
 }
+
+#[tokio::test]
+async fn the_console_is_never_cached_and_runs_only_its_own_script() {
+    let app = AppServer::start(&real_backends(), 0).await;
+    let ui = UiServer::start(&app.url(), &[]).await;
+    let r = http().get(format!("{}/console", ui.url)).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["cache-control"], "no-store");
+    let csp = r.headers()["content-security-policy"].to_str().unwrap().to_owned();
+    assert!(csp.contains("script-src 'self';") && csp.contains("frame-ancestors 'none'"), "{csp}");
+    assert!(!csp.contains("unsafe"), "{csp}");
+}

@@ -369,11 +369,19 @@ fn claimed_origin(headers: &HeaderMap) -> Option<String> {
 }
 
 /// Middleware on every console route: adds the browser's address to
-/// `X-Forwarded-For`, which the console's calls to the app server carry.
+/// `X-Forwarded-For`, which the console's calls to the app server carry;
+/// answers with `Cache-Control: no-store` and the console's own policy.
 pub async fn forwarded(mut request: axum::extract::Request, next: axum::middleware::Next) -> Response {
     let peer = request.extensions().get::<yelb_service::Peer>().copied();
     crate::server::proxy::append_forwarded_for(request.headers_mut(), peer);
-    next.run(request).await
+    let mut response = next.run(request).await;
+    // A signed-in page lists the faults and the simulator: never cached,
+    // and it runs nothing but its own script.
+    let headers = response.headers_mut();
+    headers.insert(axum::http::header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers
+        .insert(crate::server::security::CSP, HeaderValue::from_static(crate::server::security::CONSOLE_CSP));
+    response
 }
 
 /// Wrong tokens one browser may send to the sign-in form in a row, then

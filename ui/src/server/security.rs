@@ -33,6 +33,11 @@ pub async fn add_headers(mut response: Response) -> Response {
     response
 }
 
+/// The console's policy: its own script and stylesheet only, no framing,
+/// forms posting only here.
+pub const CONSOLE_CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
+     connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'; object-src 'none'";
+
 /// The `Content-Security-Policy` header's name.
 pub const CSP: HeaderName = header::CONTENT_SECURITY_POLICY;
 
