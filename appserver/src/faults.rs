@@ -40,6 +40,10 @@ use crate::{AppError, AppState};
 pub const ALL: &str = "all";
 /// The longest time to live.
 pub const MAX_TTL_SECS: u64 = 3600;
+/// Faults in force at once (one per scope): enough for every replica of a
+/// big demo, few enough that the list stays a few KiB for the console and
+/// every screen's live stream.
+pub const MAX_FAULTS: usize = 32;
 /// The largest latency (and jitter).
 pub const MAX_LATENCY_MS: u64 = 30_000;
 /// The exit status of an injected crash (EX_SOFTWARE).
@@ -266,6 +270,16 @@ impl AppState {
     pub async fn set_fault(&self, spec: FaultSpec) -> Result<Vec<Fault>, AppError> {
         let now = now_ms();
         let scope = spec.slot();
+        let in_force = self.faults().in_force();
+        if !is_empty(&spec)
+            && in_force.len() >= MAX_FAULTS
+            && !in_force.iter().any(|f| f.spec.slot() == scope)
+        {
+            return Err(AppError::BadRequest {
+                status: axum::http::StatusCode::UNPROCESSABLE_ENTITY,
+                message: format!("at most {MAX_FAULTS} faults at once; clear one (or all) first"),
+            });
+        }
         let fault = (!is_empty(&spec)).then(|| Fault {
             expires_at_ms: now + spec.ttl_secs * 1000,
             set_at_ms: now,
@@ -309,6 +323,9 @@ impl AppState {
                     None
                 }
             })
+            // Redis is shared: whatever is written there, a bounded list.
+            .filter(|f| validate(&f.spec).is_ok())
+            .take(MAX_FAULTS)
             .collect();
         self.faults().apply(faults);
         Ok(())

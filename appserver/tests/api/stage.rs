@@ -279,6 +279,7 @@ async fn a_fault_on_one_option_fails_only_the_votes_for_it(b: Backend) {
 on_both_backends!(
     an_injected_error_carries_the_replica_and_cors_headers_and_is_counted_in_metrics,
     a_fault_on_one_option_fails_only_the_votes_for_it,
+    the_number_of_faults_in_force_is_bounded,
     without_a_token_configured_the_admin_routes_are_404_and_say_why,
     the_token_is_refused_when_missing_or_wrong_and_accepted_when_right,
     a_reset_zeroes_votes_and_page_views_and_counting_starts_again,
@@ -548,4 +549,25 @@ fn a_wrong_token_is_logged_with_the_client_address_and_never_the_token() {
         log.lines().find(|l| l.contains("wrong stage token")).unwrap_or_else(|| panic!("no log line: {log}"));
     assert!(line.contains("127.0.0.1"), "{line}");
     assert!(!log.contains("guessed-0123456789abc") && !log.contains(TOKEN), "{log}");
+}
+
+async fn the_number_of_faults_in_force_is_bounded(b: Backend) {
+    let app = spawn_admin(b).await;
+    let max = yelb_appserver::faults::MAX_FAULTS;
+    for i in 0..max {
+        app.set_fault(&format!(r#"{{"scope":"ghost-{i}","ttl_secs":60,"latency_ms":1}}"#)).await;
+    }
+    let r = app
+        .admin(
+            Method::PUT,
+            "/api/v1/admin/faults",
+            Some(r#"{"scope":"one-more","ttl_secs":60,"latency_ms":1}"#),
+        )
+        .await;
+    assert_eq!(r.status(), 422);
+    assert!(r.text().await.unwrap().contains("at most"));
+    // A scope already in force can still change; clearing frees room.
+    app.set_fault(r#"{"scope":"ghost-0","ttl_secs":60,"latency_ms":2}"#).await;
+    assert_eq!(app.admin(Method::DELETE, "/api/v1/admin/faults", None).await.status(), 200);
+    app.set_fault(r#"{"scope":"one-more","ttl_secs":60,"latency_ms":1}"#).await;
 }
