@@ -95,7 +95,7 @@ echo "helm lint --strict: ok"
   || fail "values.schema.json let a bad Service type through"
 ! "$helm" template yelb deploy/helm/yelb --set autoscaling.ui.minReplicas=7 --set autoscaling.ui.maxReplicas=3 >/dev/null 2>&1 \
   || fail "the chart let minReplicas > maxReplicas through"
-"$helm" template yelb deploy/helm/yelb | grep -B8 'helm.sh/resource-policy: keep' | grep -q 'name: yelb-db-data' \
+"$helm" template yelb deploy/helm/yelb | grep -B14 'helm.sh/resource-policy: keep' | grep -q 'name: yelb-db-data' \
   || fail "the chart would delete the votes' volume on uninstall"
 for values in "" "--set ui.service.type=NodePort --set ui.service.nodePort=30080 --set ingress.enabled=true --set autoscaling.enabled=false --set ingress.tlsSecretName=yelb-tls --set db.existingSecret=my-db" \
   "--set ui.service.type=LoadBalancer --set networkPolicy.enabled=false --set image.registry=registry.example.com/yelb --set cache.auth.enabled=true --set appserver.color=teal --set appserver.message=canary"; do
