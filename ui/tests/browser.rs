@@ -574,10 +574,10 @@ async fn the_presenter_view_shows_the_votes_live_and_each_replica_with_its_rate_
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_console_runs_resizes_and_stops_the_audience_simulator() {
     let _one = exclusive().await;
-    let (app, ui, page) = console_setup("sim-test-token").await;
+    let (app, ui, page) = console_setup("simulator-test-token").await;
     let console = format!("{}/console", ui.url);
     page.open(&console).await;
-    page.eval(&fill("[data-test='token']", "sim-test-token")).await;
+    page.eval(&fill("[data-test='token']", "simulator-test-token")).await;
     page.click("[data-test='sign-in']").await;
     page.wait_text("[data-test='console-notice']", "signed in", |t| t == "Signed in.").await;
 

@@ -379,6 +379,10 @@ pub async fn forwarded(mut request: axum::extract::Request, next: axum::middlewa
     // and it runs nothing but its own script.
     let headers = response.headers_mut();
     headers.insert(axum::http::header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    // With no-referrer (every other page's policy) a browser sends
+    // `Origin: null` even on the console's own forms; same-origin sends the
+    // real origin here and still nothing to other sites.
+    headers.insert(axum::http::header::REFERRER_POLICY, HeaderValue::from_static("same-origin"));
     headers
         .insert(crate::server::security::CSP, HeaderValue::from_static(crate::server::security::CONSOLE_CSP));
     response
