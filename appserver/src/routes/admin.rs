@@ -40,44 +40,50 @@ pub async fn require_token(State(state): State<AppState>, request: Request, next
         request.headers(),
         state.trusted_proxies(),
     );
-    if state.admin_token().is_some()
-        && let Err(wait) = state.admin_failures().check(client)
-    {
-        return AppError::TooManyAttempts(wait).into_response();
-    }
     let given = request
         .headers()
         .get(AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(str::trim);
+    // No token at all guesses nothing: a plain 401, not counted. A token
+    // from a client out of tries is refused before it is compared.
+    if state.admin_token().is_some()
+        && given.is_some()
+        && let Err(wait) = state.admin_failures().check(client)
+    {
+        return AppError::TooManyAttempts(wait).into_response();
+    }
     match (state.admin_token(), given) {
         (Some(token), Some(given))
             if constant_time_eq::constant_time_eq(token.as_bytes(), given.as_bytes()) =>
         {
             next.run(request).await
         }
-        (Some(_), given) => {
+        (Some(_), None) => unauthorized(),
+        (Some(_), Some(_)) => {
             let failure = state.admin_failures().fail(client);
             state.metrics().admin_failure();
             if let Some(suppressed) = FAILURE_LOG.open() {
                 tracing::warn!(
                     %client,
-                    token_given = given.is_some(),
                     left = failure.client_left,
                     distributed = failure.overall_exceeded,
                     suppressed,
                     "wrong stage token"
                 );
             }
-            let mut response = AppError::Unauthorized.into_response();
-            response
-                .headers_mut()
-                .insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"yelb-admin\""));
-            response
+            unauthorized()
         }
         (None, _) => AppError::AdminDisabled.into_response(),
     }
+}
+
+/// 401 with the challenge.
+fn unauthorized() -> Response {
+    let mut response = AppError::Unauthorized.into_response();
+    response.headers_mut().insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"yelb-admin\""));
+    response
 }
 
 /// Every admin path while stage control is off.
