@@ -382,19 +382,15 @@ impl Config {
                     yelb_service::parse_count("YELB_MAX_CONNECTIONS", &args.max_connections, 1, 1_000_000)?;
                 let max_streams =
                     yelb_service::parse_count("YELB_MAX_STREAMS", &args.max_streams, 0, 1_000_000)?;
-                let share = |var, value: &str, total: usize| {
-                    yelb_service::parse_count(var, value, 0, 1_000_000)
-                        .map(|n| if n == 0 { total } else { n })
-                };
                 yelb_service::Limits {
                     max_connections,
-                    max_connections_per_client: share(
+                    max_connections_per_client: yelb_service::parse_share(
                         "YELB_MAX_CONNECTIONS_PER_CLIENT",
                         &args.max_connections_per_client,
                         max_connections,
                     )?,
                     max_streams,
-                    max_streams_per_client: share(
+                    max_streams_per_client: yelb_service::parse_share(
                         "YELB_MAX_STREAMS_PER_CLIENT",
                         &args.max_streams_per_client,
                         max_streams,

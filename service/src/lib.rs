@@ -15,7 +15,7 @@
 //!   check (guess the stage token).
 //! - [`LogGate`]: one warning per interval, with a count of those held
 //!   back, so an outage under load does not flood the log.
-//! - [`parse_secs`], [`parse_count`]: the checks every numeric setting goes
+//! - [`parse_secs`], [`parse_count`], [`parse_share`]: the checks every numeric setting goes
 //!   through, so both servers word their complaints alike.
 
 use std::future::Future;
@@ -106,6 +106,12 @@ pub fn parse_count(var: &'static str, value: &str, min: usize, max: usize) -> Re
         Ok(n) if (min..=max).contains(&n) => Ok(n),
         _ => Err(ConfigError::new(var, value, format!("expected a whole number from {min} to {max}"))),
     }
+}
+
+/// A per-client share of a cap of `total` (`*_PER_CLIENT`): a whole number
+/// up to a million, where `0` means no share (the whole `total`).
+pub fn parse_share(var: &'static str, value: &str, total: usize) -> Result<usize, ConfigError> {
+    parse_count(var, value, 0, 1_000_000).map(|n| if n == 0 { total } else { n })
 }
 
 /// Log output format (`YELB_LOG_FORMAT`).

@@ -172,18 +172,15 @@ impl Args {
             yelb_service::parse_secs("YELB_UI_UPSTREAM_TIMEOUT", &self.upstream_timeout, 0.001, 3600.0)?;
         let max_connections = parse_count("YELB_UI_MAX_CONNECTIONS", &self.max_connections, 1, 1_000_000)?;
         let max_streams = parse_count("YELB_UI_MAX_STREAMS", &self.max_streams, 0, 1_000_000)?;
-        let share = |var, value: &str, total: usize| {
-            parse_count(var, value, 0, 1_000_000).map(|n| if n == 0 { total } else { n })
-        };
         let limits = yelb_service::Limits {
             max_connections,
-            max_connections_per_client: share(
+            max_connections_per_client: yelb_service::parse_share(
                 "YELB_UI_MAX_CONNECTIONS_PER_CLIENT",
                 &self.max_connections_per_client,
                 max_connections,
             )?,
             max_streams,
-            max_streams_per_client: share(
+            max_streams_per_client: yelb_service::parse_share(
                 "YELB_UI_MAX_STREAMS_PER_CLIENT",
                 &self.max_streams_per_client,
                 max_streams,
