@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Builds the UI's browser bundle into target/site/pkg (yelb-ui.js,
-# yelb-ui_bg.wasm, and their .gz): the hydrate build of the yelb-ui crate,
-# wasm-bindgen, then wasm-opt. Installs what it needs on first use, into
+# Builds the UI's two browser bundles into target/site/pkg, each a .js, a
+# _bg.wasm and their .gz: yelb-ui (the voting page, what every phone
+# downloads) and yelb-present (the same crate with the presenter view's code,
+# feature `present`, loaded only by /present). Each is the hydrate build of
+# the yelb-ui crate, wasm-bindgen, then wasm-opt. Installs what it needs on first use, into
 # target/tools, from the crate registry and npm only:
 #   - the wasm32 target (rustup);
 #   - wasm-bindgen-cli at exactly the version in Cargo.lock (they must match);
@@ -32,16 +34,20 @@ if [ ! -x "$wasm_opt" ]; then
 fi
 [ "${1:-}" != --tools-only ] || exit 0
 
-cargo build -q --locked -p yelb-ui --lib --target wasm32-unknown-unknown \
-  --no-default-features --features hydrate --profile wasm-release
-
 mkdir -p "$site/pkg"
-"$tools/bin/wasm-bindgen" --target web --no-typescript --out-name yelb-ui --out-dir "$site/pkg" \
-  target/wasm32-unknown-unknown/wasm-release/yelb_ui.wasm
-"$wasm_opt" -Oz --enable-bulk-memory --enable-nontrapping-float-to-int --enable-sign-ext \
-  --enable-mutable-globals --enable-reference-types \
-  "$site/pkg/yelb-ui_bg.wasm" -o "$site/pkg/yelb-ui_bg.wasm"
-for f in "$site/pkg/yelb-ui_bg.wasm" "$site/pkg/yelb-ui.js"; do
-  gzip -9 -k -f "$f"
-done
-echo "UI bundle: $site/pkg ($(du -b "$site/pkg/yelb-ui_bg.wasm" | cut -f1) bytes wasm, $(du -b "$site/pkg/yelb-ui_bg.wasm.gz" | cut -f1) gzipped)"
+# bundle NAME FEATURES
+bundle() {
+  cargo build -q --locked -p yelb-ui --lib --target wasm32-unknown-unknown \
+    --no-default-features --features "$2" --profile wasm-release
+  "$tools/bin/wasm-bindgen" --target web --no-typescript --out-name "$1" --out-dir "$site/pkg" \
+    target/wasm32-unknown-unknown/wasm-release/yelb_ui.wasm
+  "$wasm_opt" -Oz --enable-bulk-memory --enable-nontrapping-float-to-int --enable-sign-ext \
+    --enable-mutable-globals --enable-reference-types \
+    "$site/pkg/$1_bg.wasm" -o "$site/pkg/$1_bg.wasm"
+  for f in "$site/pkg/$1_bg.wasm" "$site/pkg/$1.js"; do
+    gzip -9 -k -f "$f"
+  done
+  echo "UI bundle $1: $(du -b "$site/pkg/$1_bg.wasm" | cut -f1) bytes wasm, $(du -b "$site/pkg/$1_bg.wasm.gz" | cut -f1) gzipped"
+}
+bundle yelb-ui hydrate
+bundle yelb-present hydrate,present

@@ -38,7 +38,9 @@ rustup component add rustfmt clippy >/dev/null 2>&1 || true
 timed cargo fmt --all --check
 timed cargo clippy --workspace --all-targets --locked -- -D warnings
 timed ./scripts/build-ui.sh
+# Both browser bundles: the voting page's, and the presenter's.
 timed cargo clippy --locked -p yelb-ui --lib --target wasm32-unknown-unknown --no-default-features --features hydrate -- -D warnings
+timed cargo clippy --locked -p yelb-ui --lib --target wasm32-unknown-unknown --no-default-features --features hydrate,present -- -D warnings
 # The tests' build comes early: fuzz-api runs the app server binary it makes.
 timed cargo test --workspace --locked --no-run
 timed env YELB_APPSERVER_BIN=target/debug/yelb-appserver ./scripts/fuzz-api.sh

@@ -13,9 +13,11 @@
 
 use leptos::prelude::*;
 use yelb_core::Restaurant;
-use yelb_core::wire::{BackendHealth, Fault, ReplicaInfo};
+#[cfg(any(feature = "ssr", feature = "present"))]
+use yelb_core::wire::BackendHealth;
+use yelb_core::wire::{Fault, ReplicaInfo};
 
-use crate::chart::{self, RADIUS};
+use crate::chart::{self, RADIUS_ATTR};
 use crate::model::{ApiLevel, Recent, SNAPSHOT_ID, Snapshot};
 use crate::state::Ui;
 
@@ -57,9 +59,24 @@ pub fn App() -> impl IntoView {
         Effect::new(move |_| crate::client::start(ui, &snapshot));
     }
 
-    if snapshot.present {
-        return view! { <Present snapshot/> }.into_any();
-    }
+    // The presenter's code is in the server and in the presenter's bundle
+    // only: the voting page's bundle, which every phone downloads, has just
+    // the one view (and no type-erased `AnyView`, whose async-hydration
+    // twin doubles the code of what it wraps).
+    #[cfg(any(feature = "ssr", feature = "present"))]
+    return if snapshot.present {
+        leptos::either::Either::Left(view! { <Present snapshot/> })
+    } else {
+        leptos::either::Either::Right(view! { <Voting snapshot/> })
+    };
+    #[cfg(not(any(feature = "ssr", feature = "present")))]
+    view! { <Voting snapshot/> }
+}
+
+/// The voting page, what the audience's phones show.
+#[component]
+fn Voting(snapshot: Snapshot) -> impl IntoView {
+    let ui = expect_context::<Ui>();
     let title = snapshot.title.clone();
     let hostname = move || ui.hostname.get().unwrap_or_else(|| "…".to_owned());
     view! {
@@ -68,7 +85,7 @@ pub fn App() -> impl IntoView {
             <p class="host">
                 "App Server: " <strong data-test="hostname">{hostname}</strong>
             </p>
-            <p class=move || format!("badge {:?}", ui.live.get()).to_lowercase() data-test="live">
+            <p class=move || ui.live.get().class() data-test="live">
                 {move || ui.live.get().label()}
             </p>
         </header>
@@ -93,12 +110,12 @@ pub fn App() -> impl IntoView {
             <p>"Yelb, in Rust. Votes go to the app server through this page's own server; no internet needed."</p>
         </footer>
     }
-    .into_any()
 }
 
 /// The presenter view (`/present`), for the projector: a huge donut, a big
 /// QR code, and the app-server replicas with their requests per second,
 /// canary colour and fault badges, as a strip from the UI to the stores.
+#[cfg(any(feature = "ssr", feature = "present"))]
 #[component]
 fn Present(snapshot: Snapshot) -> impl IntoView {
     let ui = expect_context::<Ui>();
@@ -111,7 +128,7 @@ fn Present(snapshot: Snapshot) -> impl IntoView {
                 <h1>{snapshot.title.clone()}</h1>
                 <p class="present-total">
                     <strong data-test="present-total">{total}</strong> " votes "
-                    <span class=move || format!("badge {:?}", ui.live.get()).to_lowercase() data-test="live">
+                    <span class=move || ui.live.get().class() data-test="live">
                         {move || ui.live.get().label()}
                     </span>
                 </p>
@@ -130,6 +147,7 @@ fn Present(snapshot: Snapshot) -> impl IntoView {
     }
 }
 
+#[cfg(any(feature = "ssr", feature = "present"))]
 /// How a replica looks on the topology strip.
 fn replica_state(replica: &ReplicaInfo, faults: &[Fault]) -> (&'static str, Option<String>) {
     let fault = fault_badge(faults, &replica.hostname);
@@ -146,6 +164,7 @@ fn replica_state(replica: &ReplicaInfo, faults: &[Fault]) -> (&'static str, Opti
 /// UI → app-server replicas → Postgres and Redis. Replicas appear as they
 /// start reporting and grey out when they stop; each shows its requests per
 /// second, canary colour and fault.
+#[cfg(any(feature = "ssr", feature = "present"))]
 #[component]
 fn Topology() -> impl IntoView {
     let ui = expect_context::<Ui>();
@@ -165,7 +184,7 @@ fn Topology() -> impl IntoView {
                 view! {
                     <li class=format!("node replica {state}") style=style data-test="replica">
                         <span class="node-name">{r.hostname}</span>
-                        <span class="node-rate" data-test="rate">{format!("{rate:.1} req/s")}</span>
+                        <span class="node-rate" data-test="rate">{format!("{} req/s", chart::fixed(rate, 1))}</span>
                         <small>{version}</small>
                         {fault.map(|f| view! { <small class="bar-fault" data-test="fault">{f}</small> })}
                     </li>
@@ -282,7 +301,7 @@ fn Donut() -> impl IntoView {
                     class=class
                     cx="21"
                     cy="21"
-                    r=RADIUS.to_string()
+                    r=RADIUS_ATTR
                     fill="transparent"
                     stroke-width="6"
                     stroke-dasharray=move || arcs.with(|a| a[i].dasharray.clone())
@@ -307,14 +326,14 @@ fn Donut() -> impl IntoView {
     view! {
         <figure class="donut">
             <svg viewBox="0 0 42 42" role="img" aria-label=label>
-                <circle class="track" cx="21" cy="21" r=RADIUS.to_string() fill="transparent" stroke-width="6"></circle>
+                <circle class="track" cx="21" cy="21" r=RADIUS_ATTR fill="transparent" stroke-width="6"></circle>
                 {arc_views}
                 <text
                     x="21"
                     y="21"
                     class="total"
                     data-test="total"
-                    style=move || format!("font-size:{:.2}px", chart::total_font_size(total()))
+                    style=move || format!("font-size:{}px", chart::fixed(chart::total_font_size(total()), 2))
                 >
                     {total}
                 </text>
@@ -370,7 +389,7 @@ fn fault_badge(faults: &[Fault], host: &str) -> Option<String> {
     for f in options {
         let name = f.spec.restaurant.map_or("", |r| r.display_name());
         if f.spec.error_rate > 0.0 {
-            words.push(format!("{name} votes {:.0}% errors", f.spec.error_rate * 100.0));
+            words.push(format!("{name} votes {}% errors", chart::fixed(f.spec.error_rate * 100.0, 0)));
         }
         if f.spec.latency_ms > 0 {
             words.push(format!("{name} votes +{} ms", f.spec.latency_ms));
@@ -382,7 +401,7 @@ fn fault_badge(faults: &[Fault], host: &str) -> Option<String> {
         words.push(format!("+{latency} ms"));
     }
     if errors > 0.0 {
-        words.push(format!("{:.0}% errors", errors * 100.0));
+        words.push(format!("{}% errors", chart::fixed(errors * 100.0, 0)));
     }
     for (on, word) in [
         (mine.iter().any(|f| f.spec.unready), "unready"),
@@ -444,7 +463,7 @@ fn Bars(rows: Signal<Vec<Row>>, test: &'static str) -> impl IntoView {
                 let max = rows.iter().map(|r| r.n).max().unwrap_or(0).max(1);
                 rows.into_iter()
                     .map(|row| {
-                        let mut style = format!("width:{:.1}%", row.n as f64 * 100.0 / max as f64);
+                        let mut style = format!("width:{}%", chart::fixed(row.n as f64 * 100.0 / max as f64, 1));
                         if let Some(color) = &row.color {
                             style.push_str(&format!(";background:{color}"));
                         }

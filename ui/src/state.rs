@@ -34,6 +34,17 @@ impl LiveStatus {
             LiveStatus::Offline => "app server unreachable",
         }
     }
+
+    /// The badge's classes (a constant: no `to_lowercase`, whose Unicode
+    /// tables would ride in the browser bundle).
+    pub const fn class(self) -> &'static str {
+        match self {
+            LiveStatus::Connecting => "badge connecting",
+            LiveStatus::Live => "badge live",
+            LiveStatus::Polling => "badge polling",
+            LiveStatus::Offline => "badge offline",
+        }
+    }
 }
 
 /// The page's reactive state. Every field is a signal, so `Ui` is `Copy` and

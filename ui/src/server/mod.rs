@@ -49,8 +49,12 @@ pub use error::UiError;
 pub use proxy::Upstream;
 pub use yelb_service::shutdown_signal;
 
-/// The bundle's file names (`pkg/yelb-ui.js`, `pkg/yelb-ui_bg.wasm`).
+/// The voting page's bundle (`pkg/yelb-ui.js`, `pkg/yelb-ui_bg.wasm`): what
+/// every phone downloads, without the presenter view's code.
 pub const OUTPUT_NAME: &str = "yelb-ui";
+/// The presenter view's bundle (`pkg/yelb-present.js`, `..._bg.wasm`): the
+/// same crate built with the `present` feature, loaded only by `/present`.
+pub const PRESENT_OUTPUT_NAME: &str = "yelb-present";
 /// How long open streams may keep the process alive after a shutdown signal.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
@@ -66,8 +70,10 @@ pub struct UiState {
     pub config: Arc<Config>,
     /// The app server.
     pub upstream: Upstream,
-    /// What Leptos needs to write the hydration scripts.
+    /// What Leptos needs to write the voting page's hydration scripts.
     pub leptos: LeptosOptions,
+    /// The same for the presenter view, which loads its own bundle.
+    pub leptos_present: LeptosOptions,
     /// The cap on open event streams (screens).
     pub streams: yelb_service::StreamSlots,
     /// The live events, from one upstream subscription to every screen.
@@ -87,6 +93,8 @@ impl UiState {
             .site_root(config.site_root.to_string_lossy().into_owned())
             .site_pkg_dir("pkg")
             .build();
+        let mut leptos_present = leptos.clone();
+        leptos_present.output_name = PRESENT_OUTPUT_NAME.into();
         let streams =
             yelb_service::StreamSlots::new(config.limits.max_streams, config.limits.max_streams_per_client);
         let fanout = fanout::Fanout::new(upstream.clone());
@@ -99,6 +107,7 @@ impl UiState {
             config: Arc::new(config),
             upstream,
             leptos,
+            leptos_present,
             streams,
             fanout,
             simulator: Default::default(),
@@ -106,8 +115,11 @@ impl UiState {
         }
     }
 
+    /// Whether both bundles are on disk.
     fn bundle_present(&self) -> bool {
-        self.config.site_root.join("pkg").join(format!("{OUTPUT_NAME}_bg.wasm")).is_file()
+        [OUTPUT_NAME, PRESENT_OUTPUT_NAME]
+            .iter()
+            .all(|name| self.config.site_root.join("pkg").join(format!("{name}_bg.wasm")).is_file())
     }
 }
 

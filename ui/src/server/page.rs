@@ -83,7 +83,7 @@ async fn render(
         Some("light") => Some("light".to_owned()),
         _ => None,
     };
-    let options = state.leptos.clone();
+    let options = if present { state.leptos_present.clone() } else { state.leptos.clone() };
     // One nonce per answer: Leptos writes it on its inline hydration script,
     // and the policy allows only scripts that carry it (or come from here).
     let nonce = Nonce::new();

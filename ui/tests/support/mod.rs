@@ -123,7 +123,7 @@ pub fn site_root() -> PathBuf {
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/site"));
     assert!(
-        root.join("pkg/yelb-ui_bg.wasm").is_file(),
+        root.join("pkg/yelb-ui_bg.wasm").is_file() && root.join("pkg/yelb-present_bg.wasm").is_file(),
         "no browser bundle under {}: run scripts/build-ui.sh (scripts/test.sh does)",
         root.display()
     );
