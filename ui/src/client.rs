@@ -16,7 +16,6 @@
 //!   page re-reads the counts every [`LIVE_POLL_MS`]. Every answer, whatever
 //!   it was for, adds its hostname to the spread panel.
 
-use gloo_net::http::{Request, RequestBuilder, Response};
 use gloo_timers::future::sleep;
 use leptos::prelude::*;
 use leptos::task::spawn_local;
@@ -24,7 +23,8 @@ use serde::de::DeserializeOwned;
 use std::time::Duration;
 use wasm_bindgen::JsCast;
 use wasm_bindgen::closure::Closure;
-use web_sys::{EventSource, MessageEvent};
+use wasm_bindgen_futures::JsFuture;
+use web_sys::{EventSource, Headers, MessageEvent, RequestInit, Response};
 use yelb_core::wire::{
     ErrorBody, LegacyStats, LegacyVote, LiveState, ReplicasBody, SpreadEvent, StatsBody, VoteReceipt,
     VotesBody, counts_from_legacy,
@@ -102,20 +102,26 @@ impl Api {
 
     /// Sends a request and reads a JSON answer, noting who answered (our app
     /// server names itself in `X-Served-By` on every answer).
-    async fn send<T: DeserializeOwned>(&self, ui: Ui, request: RequestBuilder) -> Result<T, ApiError> {
-        let response = request.send().await.map_err(|e| ApiError::Unreachable(e.to_string()))?;
-        if let Some(host) = response.headers().get(api::SERVED_BY) {
+    async fn send<T: DeserializeOwned>(
+        &self,
+        ui: Ui,
+        method: &str,
+        path: &str,
+        key: Option<&str>,
+    ) -> Result<T, ApiError> {
+        let response = fetch(method, &self.url(path), key).await?;
+        if let Ok(Some(host)) = response.headers().get(api::SERVED_BY) {
             ui.answered_by(&host);
         }
         read(response).await
     }
 
     async fn get<T: DeserializeOwned>(&self, ui: Ui, path: &str) -> Result<T, ApiError> {
-        self.send(ui, Request::get(&self.url(path))).await
+        self.send(ui, "GET", path, None).await
     }
 
     async fn post<T: DeserializeOwned>(&self, ui: Ui, path: &str) -> Result<T, ApiError> {
-        self.send(ui, Request::post(&self.url(path))).await
+        self.send(ui, "POST", path, None).await
     }
 
     /// A vote that is safe to send again: on this origin it carries an
@@ -130,8 +136,7 @@ impl Api {
         let mut wait = VOTE_RETRY_MS;
         let mut attempt = 1;
         loop {
-            let request = Request::post(&self.url(path)).header(api::IDEMPOTENCY_KEY, &key);
-            match self.send(ui, request).await {
+            match self.send(ui, "POST", path, Some(&key)).await {
                 Err(ApiError::Unreachable(_)) if attempt < VOTE_ATTEMPTS => {
                     sleep(Duration::from_millis(wait)).await;
                     wait *= 2;
@@ -143,14 +148,50 @@ impl Api {
     }
 }
 
+/// The JavaScript error's message, or its text.
+fn js_message(error: &wasm_bindgen::JsValue) -> String {
+    error
+        .dyn_ref::<js_sys::Error>()
+        .map(|e| String::from(e.message()))
+        .or_else(|| error.as_string())
+        .unwrap_or_else(|| "no answer".to_owned())
+}
+
+/// `fetch` on this window, with the vote's `Idempotency-Key` when given.
+/// (web-sys directly: a fetch wrapper crate weighed 5 KB in the bundle
+/// every phone downloads.)
+async fn fetch(method: &str, url: &str, key: Option<&str>) -> Result<Response, ApiError> {
+    let unreachable = |e: wasm_bindgen::JsValue| ApiError::Unreachable(js_message(&e));
+    let init = RequestInit::new();
+    init.set_method(method);
+    if let Some(key) = key {
+        let headers = Headers::new().map_err(unreachable)?;
+        headers.set(api::IDEMPOTENCY_KEY, key).map_err(unreachable)?;
+        init.set_headers(&headers);
+    }
+    let window = web_sys::window().ok_or_else(|| ApiError::Unreachable("no window".to_owned()))?;
+    let answer = JsFuture::from(window.fetch_with_str_and_init(url, &init)).await.map_err(unreachable)?;
+    answer.dyn_into::<Response>().map_err(unreachable)
+}
+
+/// The answer's body as text.
+async fn text(response: &Response) -> Result<String, String> {
+    let promise = response.text().map_err(|e| js_message(&e))?;
+    let body = JsFuture::from(promise).await.map_err(|e| js_message(&e))?;
+    Ok(body.as_string().unwrap_or_default())
+}
+
 async fn read<T: DeserializeOwned>(response: Response) -> Result<T, ApiError> {
     let status = response.status();
+    let body = text(&response).await;
     if response.ok() {
-        return response.json::<T>().await.map_err(|e| ApiError::Refused(status, e.to_string()));
+        return body
+            .and_then(|b| serde_json::from_str::<T>(&b).map_err(|e| e.to_string()))
+            .map_err(|e| ApiError::Refused(status, e));
     }
-    let message = match response.json::<ErrorBody>().await {
-        Ok(body) => body.error,
-        Err(_) => response.status_text(),
+    let message = match body.ok().and_then(|b| serde_json::from_str::<ErrorBody>(&b).ok()) {
+        Some(body) => body.error,
+        None => response.status_text(),
     };
     Err(match status {
         s if api::is_missing_route(s) => ApiError::NotFound,
@@ -218,8 +259,8 @@ async fn cast(ui: Ui, api: &Api, restaurant: Restaurant) -> Result<i64, ApiError
     // The original API votes with GET and answers the bare count; its answers
     // carry no hostname, so ask for it (the original UI never did).
     let count = api.get::<i64>(ui, &api::legacy_vote(restaurant)).await?;
-    if let Ok(text) = Request::get(&api.url(api::HOSTNAME)).send().await
-        && let Ok(host) = text.text().await
+    if let Ok(answer) = fetch("GET", &api.url(api::HOSTNAME), None).await
+        && let Ok(host) = text(&answer).await
         && !host.is_empty()
     {
         ui.answered_by(host.trim());
