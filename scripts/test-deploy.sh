@@ -128,6 +128,16 @@ echo "kubernetes-validate --strict, 1.25-1.37: deploy/openshift (all but the Rou
 echo "actionlint: .github/workflows ok"
 "$venv/bin/cfn-lint" deploy/ecs/yelb.yaml || fail "cfn-lint"
 echo "cfn-lint: deploy/ecs/yelb.yaml ok"
+"$venv/bin/python" deploy/test/ecs.py --self-test deploy/ecs/yelb.yaml || fail "deploy/ecs/yelb.yaml"
+# The ECR script: every image gets a repository and is pushed.
+scripts/ecr-push.sh --dry-run eu-west-1 > "$work/ecr.txt" || fail "ecr-push.sh --dry-run"
+for image in yelb-ui yelb-appserver yelb-db yelb-cache yelb-loadgen; do
+  grep -q -- "create-repository --region eu-west-1 --repository-name $image " "$work/ecr.txt" || fail "ecr-push.sh: no repository for $image"
+done
+grep -q "IMAGES=yelb-ui yelb-appserver yelb-db yelb-cache yelb-loadgen scripts/publish.sh 123456789012.dkr.ecr.eu-west-1.amazonaws.com 0.1.0" "$work/ecr.txt" \
+  || fail "ecr-push.sh does not push the five images"
+! scripts/ecr-push.sh --dry-run 'eu-west-1; rm -rf /' >/dev/null 2>&1 || fail "ecr-push.sh took a bad region"
+echo "ecr-push.sh --dry-run: five repositories, five images pushed"
 for target in deploy docker-compose.yml appserver/Dockerfile ui/Dockerfile loadgen/Dockerfile; do
   "$venv/bin/trivy" config --skip-check-update --skip-version-check --disable-telemetry --quiet \
     --severity HIGH,CRITICAL --ignorefile .trivyignore --exit-code 1 "$target" >"$work/trivy.log" 2>&1 \

@@ -136,7 +136,10 @@ def main():
         base = targets["kustomize"][name]
         for target in ("helm", "compose", "swarm", "ecs"):
             got = targets[target][name]
-            extra = got["env"] - base["env"] - {"YELB_UI_TITLE", "YELB_UI_UPSTREAM_KEEPALIVE"}
+            # YELB_UI_HEADER_TIMEOUT: ECS's UI outlasts its ALB's idle timeout
+            # (deploy/test/ecs.py checks the two).
+            ecs_only = {"YELB_UI_HEADER_TIMEOUT"} if target == "ecs" else set()
+            extra = got["env"] - base["env"] - {"YELB_UI_TITLE", "YELB_UI_UPSTREAM_KEEPALIVE"} - ecs_only
             # YELB_NODE: Compose has no nodes, and Fargate does not say.
             missing = base["env"] - got["env"] - {"YELB_SHUTDOWN_TIMEOUT", "YELB_SHUTDOWN_DELAY", "YELB_NODE"}
             if extra or missing:
