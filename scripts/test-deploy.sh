@@ -108,6 +108,27 @@ for values in "" "--set ui.service.type=NodePort --set ui.service.nodePort=30080
   echo "helm template${values:+ $values} | kubernetes-validate --strict, 1.25-1.37: ok"
 done
 
+# The chart's optional knobs, all at once: scheduling, pull secrets,
+# extraEnv, the ServiceMonitor and the HTTPRoute (deploy/test/helm_extras.py).
+"$helm" template yelb deploy/helm/yelb -f deploy/test/helm-extras-values.yaml > "$work/helm-extras.yaml" \
+  || fail "helm template with every optional knob"
+"$venv/bin/python" deploy/test/helm_extras.py "$work/helm-extras.yaml" deploy/test/helm-extras-values.yaml \
+  "$work/helm-extras-k8s.yaml" || fail "the chart's optional knobs"
+! "$helm" template yelb deploy/helm/yelb --set httpRoute.enabled=true >/dev/null 2>&1 \
+  || fail "the chart rendered an HTTPRoute attached to no Gateway"
+# OpenShift mode: no fixed UID anywhere, a Route for the UI.
+"$helm" template yelb deploy/helm/yelb --set openshift=true > "$work/helm-openshift.yaml"
+"$venv/bin/python" deploy/test/openshift.py "$work/helm-openshift.yaml" "$work/helm-openshift-k8s.yaml" \
+  || fail "helm --set openshift=true would not run under the restricted SCC"
+! grep -q 'runAsUser\|runAsGroup\|fsGroup' "$work/helm-openshift.yaml" || fail "helm openshift=true still names a UID"
+for minor in $(seq 25 37); do
+  for rendered in "$work/helm-extras-k8s.yaml" "$work/helm-openshift-k8s.yaml"; do
+    "$venv/bin/kubernetes-validate" --strict --quiet -k "1.$minor.0" "$rendered" >/dev/null \
+      || fail "$(basename "$rendered") on 1.$minor"
+  done
+done
+echo "kubernetes-validate --strict, 1.25-1.37: helm with every optional knob, and openshift=true, ok"
+
 kubectl kustomize deploy/openshift > "$work/openshift.yaml"
 "$venv/bin/python" deploy/test/openshift.py "$work/openshift.yaml" "$work/openshift-k8s.yaml" \
   || fail "the OpenShift overlay would not run under the restricted SCC"

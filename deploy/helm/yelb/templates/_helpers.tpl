@@ -31,11 +31,46 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 {{- end -}}
 
-{{/* The restricted pod security profile, for a given UID. */}}
+{{/* The restricted pod security profile: (dict "root" $ "uid" N "gid" N
+"fsGroup" N), gid and fsGroup optional. With openshift=true no IDs at all:
+the restricted SCC assigns them from the namespace's range (and refuses a
+pod that names its own). */}}
 {{- define "yelb.podSecurity" -}}
 runAsNonRoot: true
-runAsUser: {{ . }}
 seccompProfile: {type: RuntimeDefault}
+{{- if not .root.Values.openshift }}
+runAsUser: {{ .uid }}
+{{- if hasKey . "gid" }}
+runAsGroup: {{ .gid }}
+{{- end }}
+{{- if hasKey . "fsGroup" }}
+fsGroup: {{ .fsGroup }}
+{{- end }}
+{{- end }}
+{{- end -}}
+
+{{/* Where every pod may run, and the pull secrets: the scheduling values,
+at the level of a pod spec's fields. */}}
+{{- define "yelb.podScheduling" -}}
+{{- with .Values.imagePullSecrets }}
+imagePullSecrets:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .Values.scheduling.nodeSelector }}
+nodeSelector:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .Values.scheduling.tolerations }}
+tolerations:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .Values.scheduling.affinity }}
+affinity:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .Values.scheduling.priorityClassName }}
+priorityClassName: {{ . }}
+{{- end }}
 {{- end -}}
 
 {{- define "yelb.containerSecurity" -}}
