@@ -4,7 +4,7 @@
 //! - [`App`]: the body: header with the app server's hostname and the live
 //!   badge, the notice bar, the four cards, the donut chart with page views,
 //!   the spread panel and the QR code; or, at `/present`, the presenter
-//!   view (a huge donut, a big QR code and the replica topology).
+//!   view (`crate::present`).
 //!
 //! The components never talk to the network themselves: they read the
 //! page's state ([`Ui`], in `crate::state`), and in the browser `client`
@@ -13,8 +13,6 @@
 
 use leptos::prelude::*;
 use yelb_core::Restaurant;
-#[cfg(any(feature = "ssr", feature = "present"))]
-use yelb_core::wire::BackendHealth;
 use yelb_core::wire::{Fault, ReplicaInfo};
 
 use crate::chart::{self, RADIUS_ATTR};
@@ -65,7 +63,7 @@ pub fn App() -> impl IntoView {
     // twin doubles the code of what it wraps).
     #[cfg(any(feature = "ssr", feature = "present"))]
     return if snapshot.present {
-        leptos::either::Either::Left(view! { <Present snapshot/> })
+        leptos::either::Either::Left(view! { <crate::present::Present snapshot/> })
     } else {
         leptos::either::Either::Right(view! { <Voting snapshot/> })
     };
@@ -109,118 +107,6 @@ fn Voting(snapshot: Snapshot) -> impl IntoView {
         <footer>
             <p>"Yelb, in Rust. Votes go to the app server through this page's own server; no internet needed."</p>
         </footer>
-    }
-}
-
-/// The presenter view (`/present`), for the projector: a huge donut, a big
-/// QR code, and the app-server replicas with their requests per second,
-/// canary colour and fault badges, as a strip from the UI to the stores.
-#[cfg(any(feature = "ssr", feature = "present"))]
-#[component]
-fn Present(snapshot: Snapshot) -> impl IntoView {
-    let ui = expect_context::<Ui>();
-    let total = move || ui.votes.get().total();
-    // `?theme=dark|light`; unset, the system's colour scheme decides.
-    let theme = snapshot.theme.clone();
-    view! {
-        <main class="present" data-theme=theme>
-            <header class="present-head">
-                <h1>{snapshot.title.clone()}</h1>
-                <p class="present-total">
-                    <strong data-test="present-total">{total}</strong> " votes "
-                    <span class=move || ui.live.get().class() data-test="live">
-                        {move || ui.live.get().label()}
-                    </span>
-                </p>
-            </header>
-            <section class="present-chart" aria-label="Results">
-                <Donut/>
-            </section>
-            <Qr
-                url=snapshot.public_url.clone()
-                svg=snapshot.qr_svg.clone()
-                warning=snapshot.url_warning.clone()
-                others=snapshot.other_urls.clone()
-            />
-            <Topology/>
-        </main>
-    }
-}
-
-#[cfg(any(feature = "ssr", feature = "present"))]
-/// How a replica looks on the topology strip.
-fn replica_state(replica: &ReplicaInfo, faults: &[Fault]) -> (&'static str, Option<String>) {
-    let fault = fault_badge(faults, &replica.hostname);
-    let state = if replica.last_seen_ms > 3_000 {
-        "gone"
-    } else if fault.is_some() {
-        "faulty"
-    } else {
-        "up"
-    };
-    (state, fault)
-}
-
-/// UI → app-server replicas → Postgres and Redis. Replicas appear as they
-/// start reporting and grey out when they stop; each shows its requests per
-/// second, canary colour and fault.
-#[cfg(any(feature = "ssr", feature = "present"))]
-#[component]
-fn Topology() -> impl IntoView {
-    let ui = expect_context::<Ui>();
-    let replicas = move || {
-        let faults = ui.faults.get();
-        let rates = ui.rates.get();
-        ui.replicas
-            .get()
-            .into_iter()
-            .map(|r| {
-                let (state, fault) = replica_state(&r, &faults);
-                let rate = rates.iter().find(|(h, _)| *h == r.hostname).map_or(0.0, |(_, x)| *x);
-                let colour = r.placement.as_ref().and_then(|p| p.checked_color().map(str::to_owned));
-                let style = colour.map(|c| format!("border-color:{c}")).unwrap_or_default();
-                let version =
-                    r.placement.as_ref().map(|p| format!("v{} · {}", p.version, p.arch)).unwrap_or_default();
-                view! {
-                    <li class=format!("node replica {state}") style=style data-test="replica">
-                        <span class="node-name">{r.hostname}</span>
-                        <span class="node-rate" data-test="rate">{format!("{} req/s", chart::fixed(rate, 1))}</span>
-                        <small>{version}</small>
-                        {fault.map(|f| view! { <small class="bar-fault" data-test="fault">{f}</small> })}
-                    </li>
-                }
-            })
-            .collect_view()
-    };
-    view! {
-        <section class="topology" aria-label="Topology" hidden=move || ui.api.get() != ApiLevel::Modern>
-            <div class="node">"UI"</div>
-            <span class="arrow">"→"</span>
-            <ul class="replicas" data-test="topology">{replicas}</ul>
-            {move || {
-                ui.backends.get().filter(|b| b.postgres != BackendHealth::Memory || b.redis != BackendHealth::Memory).map(
-                    |b| {
-                        let store = |name: &'static str, health: BackendHealth| {
-                            (health != BackendHealth::Memory).then(|| {
-                                let state = if health == BackendHealth::Up { "up" } else { "down" };
-                                view! {
-                                    <div class=format!("node store {state}") data-test="store" data-health=state>
-                                        {name}
-                                    </div>
-                                }
-                            })
-                        };
-                        view! {
-                            <span class="arrow">"→"</span>
-                            <div class="stores">
-                                {store("Postgres", b.postgres)}
-                                {store("Redis", b.redis)}
-                            </div>
-                        }
-                    },
-                )
-            }}
-        </section>
     }
 }
 
@@ -283,7 +169,7 @@ fn Card(restaurant: Restaurant) -> impl IntoView {
 /// The donut chart of the four counts, with the total in the middle and a
 /// legend with counts and percentages.
 #[component]
-fn Donut() -> impl IntoView {
+pub(crate) fn Donut() -> impl IntoView {
     let ui = expect_context::<Ui>();
     let arcs = Memo::new(move |_| chart::segments(&ui.votes.get()));
     let total = move || ui.votes.get().total();
@@ -379,7 +265,7 @@ fn rows(counts: Vec<(String, u64)>, replicas: &[ReplicaInfo], faults: &[Fault]) 
 }
 
 /// What the faults in force do to `host`, in a few words.
-fn fault_badge(faults: &[Fault], host: &str) -> Option<String> {
+pub(crate) fn fault_badge(faults: &[Fault], host: &str) -> Option<String> {
     let (options, mine): (Vec<&Fault>, Vec<&Fault>) =
         faults.iter().filter(|f| f.spec.applies_to(host)).partition(|f| f.spec.restaurant.is_some());
     if mine.is_empty() && options.is_empty() {
@@ -490,7 +376,7 @@ fn Bars(rows: Signal<Vec<Row>>, test: &'static str) -> impl IntoView {
 /// warning when phones cannot open it and (on the presenter view) this
 /// machine's other addresses.
 #[component]
-fn Qr(
+pub(crate) fn Qr(
     url: String,
     svg: String,
     warning: Option<String>,

@@ -2,6 +2,8 @@
 //! rendered on the server and hydrated in the browser.
 //!
 //! - [`app`]: the components (both sides).
+//! - `present` (the server, and the browser with feature `present`): the
+//!   presenter view's components, kept out of the phones' bundle.
 //! - [`state`]: the page's reactive state, [`state::Ui`] (both sides).
 //! - [`chart`]: the donut chart's geometry (both sides).
 //! - [`model`]: the snapshot the server hands the browser (both sides).
@@ -22,6 +24,8 @@ pub mod chart;
 #[cfg(feature = "hydrate")]
 mod client;
 pub mod model;
+#[cfg(any(feature = "ssr", feature = "present"))]
+mod present;
 #[cfg(feature = "ssr")]
 pub mod server;
 pub mod state;

@@ -314,8 +314,7 @@ async fn the_bundle_is_served_compressed_with_the_right_types() {
     assert_eq!(ready.json::<Value>().await.unwrap()["status"], "ready");
 }
 
-/// What a browser downloads for `path`, as sent with gzip allowed: the
-/// compressed size, and the decompressed bytes where asked.
+/// What a browser downloads for `path` with gzip allowed: the compressed size.
 async fn as_sent(ui: &UiServer, path: &str) -> usize {
     let client = reqwest::Client::builder().no_gzip().build().unwrap();
     let r = client.get(format!("{}{path}", ui.url)).header("accept-encoding", "gzip").send().await.unwrap();
@@ -324,6 +323,7 @@ async fn as_sent(ui: &UiServer, path: &str) -> usize {
     r.bytes().await.unwrap().len()
 }
 
+/// The decompressed bytes of `path`.
 async fn raw(ui: &UiServer, path: &str) -> Vec<u8> {
     let r = http().get(format!("{}{path}", ui.url)).send().await.unwrap();
     assert_eq!(r.status(), 200, "{path}");
