@@ -95,7 +95,10 @@ echo "helm lint --strict: ok"
   || fail "values.schema.json let a bad Service type through"
 ! "$helm" template yelb deploy/helm/yelb --set autoscaling.ui.minReplicas=7 --set autoscaling.ui.maxReplicas=3 >/dev/null 2>&1 \
   || fail "the chart let minReplicas > maxReplicas through"
-"$helm" template yelb deploy/helm/yelb | grep -B14 'helm.sh/resource-policy: keep' | grep -q 'name: yelb-db-data' \
+# Whole outputs into variables before grep -q: under pipefail, grep -q's
+# early exit makes the writer fail (SIGPIPE, curl's "(23) Failed writing body").
+rendered=$("$helm" template yelb deploy/helm/yelb)
+grep -B14 'helm.sh/resource-policy: keep' <<<"$rendered" | grep -q 'name: yelb-db-data' \
   || fail "the chart would delete the votes' volume on uninstall"
 for values in "" "--set ui.service.type=NodePort --set ui.service.nodePort=30080 --set ingress.enabled=true --set autoscaling.enabled=false --set ingress.tlsSecretName=yelb-tls --set db.existingSecret=my-db" \
   "--set ui.service.type=LoadBalancer --set networkPolicy.enabled=false --set image.registry=registry.example.com/yelb --set cache.auth.enabled=true --set appserver.color=teal --set appserver.message=canary"; do
@@ -379,7 +382,7 @@ status=$(in_netns curl -s -o /dev/null -w '%{http_code}' -X POST "$ui/vote/ihop"
 [ "$status" = 303 ] || fail "form vote answered $status"
 count=$(in_netns curl -fsS -X POST "$ui/api/v1/votes/ihop" | sed -n 's/.*"count":\([0-9]*\).*/\1/p')
 [ "$count" = 2 ] || fail "the second IHOP vote answered count $count"
-in_netns curl -fsS "$ui/api/getvotes" | grep -q '"name":"ihop","value":2' || fail "getvotes does not show 2 IHOP votes"
+grep -q '"name":"ihop","value":2' <<<"$(in_netns curl -fsS "$ui/api/getvotes")" || fail "getvotes does not show 2 IHOP votes"
 hosts=$(for i in $(seq 1 30); do in_netns curl -fsS "$ui/api/hostname"; echo; done | sort | uniq -c)
 echo "$hosts" | sed 's/^/  /'
 distinct=$(echo "$hosts" | grep -c .)
@@ -425,7 +428,8 @@ token=$(cat target/up/admin-token)
 audience=$(sed -n 's/^  audience URL:  \([^ ]*\).*/\1/p' "$work/up.log")
 [ -n "$audience" ] || fail "up.sh printed no audience URL"
 grep -q "${token:0:4}" "$work/up.log" && ! grep -q "$token" "$work/up.log" || fail "up.sh must show the token masked"
-in_netns curl -fsS "$ui/present" | grep -qF "$audience" || fail "the presenter view's QR code does not show $audience"
+present=$(in_netns curl -fsS "$ui/present")
+grep -qF "$audience" <<<"$present" || fail "the presenter view's QR code does not show $audience"
 in_netns curl -fsS -X POST "$ui/api/v1/votes/ihop" >/dev/null
 jar="$work/console.cookies"
 rm -f "$jar"
@@ -433,7 +437,7 @@ status=$(in_netns curl -s -o /dev/null -w '%{http_code}' -c "$jar" --data-urlenc
 [ "$status" = 303 ] || fail "console sign-in with up.sh's token answered $status"
 status=$(in_netns curl -s -o /dev/null -w '%{http_code}' -b "$jar" -X POST "$ui/console/reset")
 [ "$status" = 303 ] || fail "console reset answered $status"
-in_netns curl -fsS "$ui/api/getvotes" | grep -q '"value":[1-9]' && fail "votes left after the console's reset"
+grep -q '"value":[1-9]' <<<"$(in_netns curl -fsS "$ui/api/getvotes")" && fail "votes left after the console's reset"
 status=$(in_netns curl -s -o /dev/null -w '%{http_code}' -X POST -H "Authorization: Bearer $token" "$ui/api/v1/admin/reset")
 [ "$status" = 404 ] || fail "the public UI forwarded stage control ($status)"
 echo "  signed in at the console with up.sh's token and reset the votes; the QR code shows $audience; the public /api/v1/admin answers 404"
