@@ -19,7 +19,6 @@
 use gloo_timers::future::sleep;
 use leptos::prelude::*;
 use leptos::task::spawn_local;
-use serde::de::DeserializeOwned;
 use std::time::Duration;
 use wasm_bindgen::JsCast;
 use wasm_bindgen::closure::Closure;
@@ -31,6 +30,7 @@ use yelb_core::wire::{
 };
 use yelb_core::{Restaurant, api};
 
+use crate::decode::{self, Decode};
 use crate::model::{ApiLevel, Notice, SNAPSHOT_ID, Snapshot};
 use crate::state::{LiveStatus, Ui};
 
@@ -86,7 +86,7 @@ pub fn read_snapshot() -> Snapshot {
         .and_then(|w| w.document())
         .and_then(|d| d.get_element_by_id(SNAPSHOT_ID))
         .and_then(|e| e.text_content());
-    text.and_then(|t| serde_json::from_str(&t).ok()).unwrap_or_else(|| Snapshot::empty("Yelb"))
+    text.and_then(|t| decode::parse(&t)).unwrap_or_else(|| Snapshot::empty("Yelb"))
 }
 
 /// Where API calls go: this origin, or the app server's own URL (`UI_ENV=dev`).
@@ -102,7 +102,7 @@ impl Api {
 
     /// Sends a request and reads a JSON answer, noting who answered (our app
     /// server names itself in `X-Served-By` on every answer).
-    async fn send<T: DeserializeOwned>(
+    async fn send<T: Decode>(
         &self,
         ui: Ui,
         method: &str,
@@ -116,11 +116,11 @@ impl Api {
         read(response).await
     }
 
-    async fn get<T: DeserializeOwned>(&self, ui: Ui, path: &str) -> Result<T, ApiError> {
+    async fn get<T: Decode>(&self, ui: Ui, path: &str) -> Result<T, ApiError> {
         self.send(ui, "GET", path, None).await
     }
 
-    async fn post<T: DeserializeOwned>(&self, ui: Ui, path: &str) -> Result<T, ApiError> {
+    async fn post<T: Decode>(&self, ui: Ui, path: &str) -> Result<T, ApiError> {
         self.send(ui, "POST", path, None).await
     }
 
@@ -181,15 +181,17 @@ async fn text(response: &Response) -> Result<String, String> {
     Ok(body.as_string().unwrap_or_default())
 }
 
-async fn read<T: DeserializeOwned>(response: Response) -> Result<T, ApiError> {
+async fn read<T: Decode>(response: Response) -> Result<T, ApiError> {
     let status = response.status();
     let body = text(&response).await;
     if response.ok() {
         return body
-            .and_then(|b| serde_json::from_str::<T>(&b).map_err(|e| e.to_string()))
+            .and_then(|b| {
+                decode::parse::<T>(&b).ok_or_else(|| "an answer that is not the expected JSON".to_owned())
+            })
             .map_err(|e| ApiError::Refused(status, e));
     }
-    let message = match body.ok().and_then(|b| serde_json::from_str::<ErrorBody>(&b).ok()) {
+    let message = match body.ok().and_then(|b| decode::parse::<ErrorBody>(&b)) {
         Some(body) => body.error,
         None => response.status_text(),
     };
@@ -386,14 +388,14 @@ async fn stream(ui: Ui, api: &Api) -> bool {
     let opened = RwSignal::new(false);
     let on_state = Closure::<dyn FnMut(MessageEvent)>::new(move |event: MessageEvent| {
         if let Some(text) = event.data().as_string()
-            && let Ok(state) = serde_json::from_str::<LiveState>(&text)
+            && let Some(state) = decode::parse::<LiveState>(&text)
         {
             ui.merge_live(&state);
         }
     });
     let on_spread = Closure::<dyn FnMut(MessageEvent)>::new(move |event: MessageEvent| {
         if let Some(text) = event.data().as_string()
-            && let Ok(spread) = serde_json::from_str::<SpreadEvent>(&text)
+            && let Some(spread) = decode::parse::<SpreadEvent>(&text)
         {
             ui.spread_at.set_value(js_sys::Date::now());
             ui.show_spread(spread.body, spread.rates);

@@ -9,6 +9,8 @@
 //! - [`model`]: the snapshot the server hands the browser (both sides).
 //! - `client` (feature `hydrate`): the browser's network code: votes, the
 //!   event stream, polling, the spread panel.
+//! - `decode` (feature `hydrate`): reads the app server's JSON through the
+//!   browser's `JSON.parse`, without serde's deserializers in the bundle.
 //! - [`server`] (feature `ssr`, the default): the UI's own process: renders
 //!   the page, serves the WebAssembly bundle, takes no-JavaScript votes and
 //!   forwards `/api` to the app server, as nginx did in the original.
@@ -23,6 +25,8 @@ pub mod app;
 pub mod chart;
 #[cfg(feature = "hydrate")]
 mod client;
+#[cfg(any(feature = "hydrate", test))]
+mod decode;
 pub mod model;
 #[cfg(any(feature = "ssr", feature = "present"))]
 mod present;
