@@ -198,6 +198,29 @@ async fn several_endpoints_are_taken_in_turn_without_any_balancer() {
 }
 
 #[tokio::test]
+async fn a_dead_endpoint_in_the_list_costs_the_audience_no_502() {
+    // A crashed replica (nothing listens on its port) in Nomad's list: its
+    // share of the requests goes to the live one, votes included.
+    let live = AppServer::start(&real_backends(), 0).await;
+    let dead = yelb_testkit::free_port();
+    let ui = UiServer::start(&format!("http://127.0.0.1:{dead},{}", live.url()), &[]).await;
+    let client = http();
+    for i in 0..20 {
+        let r = client.post(format!("{}/api/v1/votes/ihop", ui.url)).send().await.unwrap();
+        assert_eq!(r.status(), 200, "vote {i}");
+        assert_eq!(r.headers()["x-served-by"].to_str().unwrap(), live.hostname);
+        let r = client.get(format!("{}/api/getvotes", ui.url)).send().await.unwrap();
+        assert_eq!(r.status(), 200, "read {i}");
+    }
+    let votes: Value =
+        client.get(format!("{}/api/v1/votes", ui.url)).send().await.unwrap().json().await.unwrap();
+    assert_eq!(votes["votes"]["ihop"], 20, "every vote counted once: {votes}");
+    // The page's own reads take the same path.
+    let snapshot = snapshot_of(&page(&ui).await);
+    assert_eq!(snapshot.hostname.as_deref(), Some(live.hostname.as_str()));
+}
+
+#[tokio::test]
 async fn with_keepalive_on_requests_share_a_connection_and_stick_to_one_replica() {
     let backends = real_backends();
     let first = AppServer::start(&backends, 0).await;

@@ -9,14 +9,20 @@
 //! requests, so a reused connection would pin every request to one replica
 //! and hide the spread the demo is there to show. On loopback or a cluster
 //! network a new connection costs well under a millisecond.
+//!
+//! With several endpoints (`YELB_APPSERVER_ENDPOINT=a,b,c`) one that refuses
+//! a connection (a crashed replica, a stopped container) is left out of the
+//! turn for [`EJECT_FOR`], and a request that was never sent (no body to
+//! lose) is sent again to the next endpoint: the audience sees no 502 for
+//! a dead replica's share. When every endpoint is out, they are all tried.
 
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering};
 use std::task::{Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, Uri, header};
@@ -53,6 +59,9 @@ const MAX_BODY: usize = 64 * 1024;
 pub struct Upstream {
     /// One endpoint, or several taken in turn, one per request.
     bases: Arc<[Uri]>,
+    /// Per endpoint: until when (ms since `born`) it is left out of the turn.
+    out_until: Arc<[AtomicU64]>,
+    born: Instant,
     turn: Arc<AtomicUsize>,
     client: Client<HttpConnector<RotatingResolver>, Body>,
     keepalive: bool,
@@ -121,6 +130,8 @@ impl Upstream {
             .build(connector);
         assert!(!bases.is_empty(), "the configuration guarantees one endpoint");
         Upstream {
+            out_until: bases.iter().map(|_| AtomicU64::new(0)).collect(),
+            born: Instant::now(),
             bases: bases.into(),
             turn: Arc::new(AtomicUsize::new(0)),
             client,
@@ -139,18 +150,75 @@ impl Upstream {
             .join(",")
     }
 
-    /// `path_and_query` on the next endpoint in turn.
-    fn uri(&self, path_and_query: &str) -> Result<Uri, UiError> {
-        let turn = self.turn.fetch_add(1, Ordering::Relaxed) % self.bases.len();
-        let mut parts = self.bases[turn].clone().into_parts();
+    fn now_ms(&self) -> u64 {
+        u64::try_from(self.born.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// The next endpoint in turn that is not left out (if all are, the
+    /// next in turn anyway).
+    fn next_base(&self) -> usize {
+        let n = self.bases.len();
+        let turn = self.turn.fetch_add(1, Ordering::Relaxed) % n;
+        if n == 1 {
+            return 0;
+        }
+        let now = self.now_ms();
+        (0..n)
+            .map(|i| (turn + i) % n)
+            .find(|&i| self.out_until[i].load(Ordering::Relaxed) <= now)
+            .unwrap_or(turn)
+    }
+
+    /// `path_and_query` on endpoint `index`.
+    fn uri(&self, index: usize, path_and_query: &str) -> Result<Uri, UiError> {
+        let mut parts = self.bases[index].clone().into_parts();
         parts.path_and_query =
             Some(path_and_query.parse().map_err(|_| UiError::BadRequest("invalid path".to_owned()))?);
         Uri::from_parts(parts).map_err(|_| UiError::BadRequest("invalid path".to_owned()))
     }
 
-    /// Sends one request and waits (at most the configured timeout) for the
-    /// answer to begin; the body then streams for as long as it lasts.
-    async fn send(&self, mut request: Request<Body>, timeout: Duration) -> Result<Response<Body>, UiError> {
+    /// Sends a request built by `build` for an endpoint's URI to the next
+    /// endpoint in turn. An endpoint that refuses the connection is left out
+    /// for [`EJECT_FOR`]; if `replayable` (the request has no body, so
+    /// nothing was lost), the next endpoint gets it, each endpoint at most once.
+    async fn send(
+        &self,
+        path_and_query: &str,
+        timeout: Duration,
+        replayable: bool,
+        mut build: impl FnMut(Uri) -> Result<Request<Body>, UiError>,
+    ) -> Result<Response<Body>, UiError> {
+        let attempts = if replayable { self.bases.len() } else { 1 };
+        let mut index = self.next_base();
+        let mut attempt = 1;
+        loop {
+            let request = build(self.uri(index, path_and_query)?)?;
+            match self.send_once(request, timeout).await {
+                Err((error, true)) => {
+                    if self.bases.len() > 1 {
+                        let until = self.now_ms() + EJECT_FOR.as_millis() as u64;
+                        self.out_until[index].store(until, Ordering::Relaxed);
+                    }
+                    if attempt >= attempts {
+                        return Err(error);
+                    }
+                    attempt += 1;
+                    index = self.next_base();
+                }
+                Err((error, false)) => return Err(error),
+                Ok(response) => return Ok(response),
+            }
+        }
+    }
+
+    /// Sends one request and waits (at most `timeout`) for the answer to
+    /// begin; the body then streams for as long as it lasts. An error says
+    /// whether the connection itself failed (the request was not sent).
+    async fn send_once(
+        &self,
+        mut request: Request<Body>,
+        timeout: Duration,
+    ) -> Result<Response<Body>, (UiError, bool)> {
         // Named in errors only: kept as the authority, formatted when needed.
         let authority = request.uri().authority().cloned();
         let endpoint = || authority.as_ref().map_or_else(|| self.base(), |a| format!("http://{a}"));
@@ -162,20 +230,21 @@ impl Upstream {
         let response = match sent {
             Err(_) => {
                 self.saw(Reachability::Unreachable);
-                return Err(UiError::UpstreamTimeout(endpoint()));
+                return Err((UiError::UpstreamTimeout(endpoint()), false));
             }
             // The browser's own request body failed (a malformed chunked
             // body, a body that stalled past the timeout): the browser's
             // fault, not the app server's, which stays marked as it was.
             Ok(Err(e)) if is_request_body_error(&e) => {
-                return Err(UiError::BadRequest(format!(
-                    "the request body could not be read: {}",
-                    cause(&e)
-                )));
+                return Err((
+                    UiError::BadRequest(format!("the request body could not be read: {}", cause(&e))),
+                    false,
+                ));
             }
             Ok(Err(e)) => {
                 self.saw(Reachability::Unreachable);
-                return Err(UiError::Unreachable { endpoint: endpoint(), why: cause(&e) });
+                let refused = e.is_connect();
+                return Err((UiError::Unreachable { endpoint: endpoint(), why: cause(&e) }, refused));
             }
             Ok(Ok(response)) => {
                 self.saw(Reachability::Reachable);
@@ -213,10 +282,14 @@ impl Upstream {
         if declared.is_some_and(|n| n > MAX_FORWARDED_BODY as u64) {
             return Err(UiError::BodyTooLarge(MAX_FORWARDED_BODY));
         }
+        // No body (a vote, a read): nothing is lost if the connection fails,
+        // so the request may go to another endpoint.
+        let replayable = declared == Some(0)
+            || (declared.is_none() && !request.headers().contains_key(header::TRANSFER_ENCODING));
         let (mut parts, body) = request.into_parts();
         // A chunked body is cut at the same size; the app server never sees
         // the rest (the client gets 400, its body could not be read whole).
-        let body = Body::new(http_body_util::Limited::new(body, MAX_FORWARDED_BODY));
+        let mut body = Some(Body::new(http_body_util::Limited::new(body, MAX_FORWARDED_BODY)));
         let path = parts.uri.path_and_query().map_or("/", |p| p.as_str()).to_owned();
         let host = parts.headers.get(header::HOST).cloned();
         strip_hop_by_hop(&mut parts.headers);
@@ -225,9 +298,16 @@ impl Upstream {
         if let Some(host) = host {
             parts.headers.insert(HeaderName::from_static("x-forwarded-host"), host);
         }
-        let mut outgoing = Request::from_parts(parts, body);
-        *outgoing.uri_mut() = self.uri(&path)?;
-        let response = self.send(outgoing, self.timeout).await?;
+        let response = self
+            .send(&path, self.timeout, replayable, |uri| {
+                let mut outgoing = Request::new(body.take().unwrap_or_else(Body::empty));
+                *outgoing.method_mut() = parts.method.clone();
+                *outgoing.version_mut() = parts.version;
+                *outgoing.headers_mut() = parts.headers.clone();
+                *outgoing.uri_mut() = uri;
+                Ok(outgoing)
+            })
+            .await?;
         Ok(match slot {
             // The slot is freed when the browser goes away and the body is dropped.
             Some(slot) => response.map(|body| {
@@ -245,15 +325,19 @@ impl Upstream {
     /// within the configured timeout; its body then runs for as long as the
     /// app server keeps it open.
     pub async fn open_events(&self) -> Result<Option<Response<Body>>, UiError> {
-        let request = Request::builder()
-            .method(Method::GET)
-            // Our app server then sends every change within 10 ms (the
-            // fan-out coalesces for its screens); the original has no stream.
-            .uri(self.uri(&format!("{}?interval_ms=10", yelb_core::api::EVENTS))?)
-            .header(header::ACCEPT, "text/event-stream")
-            .body(Body::empty())
-            .map_err(|e| UiError::BadRequest(e.to_string()))?;
-        let response = self.send(request, self.timeout).await?;
+        // Our app server then sends every change within 10 ms (the fan-out
+        // coalesces for its screens); the original has no stream.
+        let path = format!("{}?interval_ms=10", yelb_core::api::EVENTS);
+        let response = self
+            .send(&path, self.timeout, true, |uri| {
+                Request::builder()
+                    .method(Method::GET)
+                    .uri(uri)
+                    .header(header::ACCEPT, "text/event-stream")
+                    .body(Body::empty())
+                    .map_err(|e| UiError::BadRequest(e.to_string()))
+            })
+            .await?;
         let status = response.status();
         if yelb_core::api::is_missing_route(status.as_u16()) {
             return Ok(None);
@@ -289,16 +373,19 @@ impl Upstream {
     ) -> Result<Option<Answer<T>>, UiError> {
         // An empty POST still says `Content-Length: 0`: the original app
         // server (WEBrick) answers a POST without one with 411.
-        let mut builder = Request::builder()
-            .method(method)
-            .uri(self.uri(path)?)
-            .header(header::ACCEPT, "application/json")
-            .header(header::CONTENT_LENGTH, "0");
-        if let Some(key) = key {
-            builder = builder.header(yelb_core::api::IDEMPOTENCY_KEY, key.as_str());
-        }
-        let request = builder.body(Body::empty()).map_err(|e| UiError::BadRequest(e.to_string()))?;
-        let response = self.send(request, timeout).await?;
+        let response = self
+            .send(path, timeout, true, |uri| {
+                let mut builder = Request::builder()
+                    .method(method.clone())
+                    .uri(uri)
+                    .header(header::ACCEPT, "application/json")
+                    .header(header::CONTENT_LENGTH, "0");
+                if let Some(key) = key {
+                    builder = builder.header(yelb_core::api::IDEMPOTENCY_KEY, key.as_str());
+                }
+                builder.body(Body::empty()).map_err(|e| UiError::BadRequest(e.to_string()))
+            })
+            .await?;
         let status = response.status();
         // 404/405: no such route. 411: WEBrick refusing a bodiless POST, seen
         // from an original app server behind a proxy that dropped the length.
@@ -325,21 +412,26 @@ impl Upstream {
         from: &HeaderMap,
     ) -> Result<T, UiError> {
         let body = json.unwrap_or_default();
-        let mut request = Request::builder()
-            .method(method)
-            .uri(self.uri(path)?)
-            .header(header::ACCEPT, "application/json")
-            .header(header::CONTENT_TYPE, "application/json")
-            .header(header::AUTHORIZATION, format!("Bearer {token}"))
-            .header(header::CONTENT_LENGTH, body.len())
-            .body(Body::from(body))
-            .map_err(|e| UiError::BadRequest(e.to_string()))?;
-        // Who is asking, so the app server throttles that client's wrong
-        // tokens rather than this UI's (it must trust this UI's address).
-        if let Some(chain) = from.get("x-forwarded-for") {
-            request.headers_mut().insert(HeaderName::from_static("x-forwarded-for"), chain.clone());
-        }
-        let response = self.send(request, self.timeout).await?;
+        // The body is ours, in memory: a refused connection loses nothing.
+        let response = self
+            .send(path, self.timeout, true, |uri| {
+                let mut request = Request::builder()
+                    .method(method.clone())
+                    .uri(uri)
+                    .header(header::ACCEPT, "application/json")
+                    .header(header::CONTENT_TYPE, "application/json")
+                    .header(header::AUTHORIZATION, format!("Bearer {token}"))
+                    .header(header::CONTENT_LENGTH, body.len())
+                    .body(Body::from(body.clone()))
+                    .map_err(|e| UiError::BadRequest(e.to_string()))?;
+                // Who is asking, so the app server throttles that client's wrong
+                // tokens rather than this UI's (it must trust this UI's address).
+                if let Some(chain) = from.get("x-forwarded-for") {
+                    request.headers_mut().insert(HeaderName::from_static("x-forwarded-for"), chain.clone());
+                }
+                Ok(request)
+            })
+            .await?;
         read_json(response, path).await
     }
 
@@ -390,6 +482,9 @@ fn rotated(mut addrs: Vec<SocketAddr>, turn: usize) -> Vec<SocketAddr> {
     }
     addrs
 }
+
+/// How long an endpoint that refused a connection is left out of the turn.
+pub const EJECT_FOR: Duration = Duration::from_secs(5);
 
 /// The methods forwarded to the app server; others (`CONNECT`, `TRACE`,
 /// inventions) are answered 405 here.
