@@ -289,7 +289,7 @@ impl Upstream {
         let (mut parts, body) = request.into_parts();
         // A chunked body is cut at the same size; the app server never sees
         // the rest (the client gets 400, its body could not be read whole).
-        let mut body = Some(Body::new(http_body_util::Limited::new(body, MAX_FORWARDED_BODY)));
+        let body = Body::new(http_body_util::Limited::new(body, MAX_FORWARDED_BODY));
         let path = parts.uri.path_and_query().map_or("/", |p| p.as_str()).to_owned();
         let host = parts.headers.get(header::HOST).cloned();
         strip_hop_by_hop(&mut parts.headers);
@@ -298,12 +298,25 @@ impl Upstream {
         if let Some(host) = host {
             parts.headers.insert(HeaderName::from_static("x-forwarded-host"), host);
         }
+        // What a second endpoint would need: copied only when there is one.
+        let again = (replayable && self.bases.len() > 1)
+            .then(|| (parts.method.clone(), parts.version, parts.headers.clone()));
+        let mut first = Some(Request::from_parts(parts, body));
         let response = self
-            .send(&path, self.timeout, replayable, |uri| {
-                let mut outgoing = Request::new(body.take().unwrap_or_else(Body::empty));
-                *outgoing.method_mut() = parts.method.clone();
-                *outgoing.version_mut() = parts.version;
-                *outgoing.headers_mut() = parts.headers.clone();
+            .send(&path, self.timeout, again.is_some(), |uri| {
+                let mut outgoing = match (first.take(), &again) {
+                    (Some(request), _) => request,
+                    (None, Some((method, version, headers))) => {
+                        let mut request = Request::new(Body::empty());
+                        *request.method_mut() = method.clone();
+                        *request.version_mut() = *version;
+                        *request.headers_mut() = headers.clone();
+                        request
+                    }
+                    (None, None) => {
+                        return Err(UiError::BadRequest("the request was sent already".to_owned()));
+                    }
+                };
                 *outgoing.uri_mut() = uri;
                 Ok(outgoing)
             })
